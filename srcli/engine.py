@@ -1,0 +1,107 @@
+"""The inference engine: LR tensor in, SR tensor out, for one batch of equally sized images.
+
+This is the layer between the algorithms of ``diffusion`` (which know nothing about images) and the
+pipeline (which knows files, tiles and progress bars).  It converts between image space and the
+residual space of SRDiff:  x_r = (x_H - up(x_L)) * rescale,  SR = clip(x_0) / rescale + up(x_L).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from .diffusion import EpsFn, NoiseFn, NoiseSchedule, StepCallback, reverse_process
+from .nets import SRDiffModel
+from .ops import resize
+
+
+def seeded_noise(seeds: Sequence[int], device: torch.device | str = "cpu") -> NoiseFn:
+    """Noise with one generator per batch element, so sample i depends only on seeds[i] and not on
+    what else is in the batch.  Generated on ``device`` (no per-step host-to-device copies)."""
+    device = torch.device(device)
+    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def noise(k: int, like: torch.Tensor) -> torch.Tensor:
+        if like.shape[0] != len(gens):
+            raise ValueError(f"noise for a batch of {like.shape[0]} from {len(gens)} seeds")
+        parts = [torch.randn(like.shape[1:], generator=g, device=device) for g in gens]
+        return torch.stack(parts).to(like.dtype)
+
+    return noise
+
+
+class Conditioned:
+    """An LR batch encoded once: the projected condition and ``up(x_L)`` on the HR grid."""
+
+    def __init__(self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int]):
+        model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
+        self.model = model
+        self.rescale = model.config.res_rescale
+        self.x_up = resize(x_lr.float(), out_size).to(x_lr.dtype)
+        self.cond_hr = model.condition(x_lr, out_size)
+        scale = out_size[1] / x_lr.shape[-1]
+        self.scale = torch.full((x_lr.shape[0],), scale, device=x_lr.device)
+
+    def expand(self, n: int) -> "Conditioned":
+        """The same condition repeated n times along the batch (for diverse samples of one input)."""
+        if self.cond_hr.shape[0] != 1:
+            raise ValueError("expand() needs a condition of batch size 1")
+        other = object.__new__(Conditioned)
+        other.model, other.rescale = self.model, self.rescale
+        other.x_up = self.x_up.expand(n, -1, -1, -1)
+        other.cond_hr = self.cond_hr.expand(n, -1, -1, -1)
+        other.scale = self.scale.expand(n)
+        return other
+
+    def eps_fn(self) -> EpsFn:
+        unet, cond, scale = self.model.denoise_fn, self.cond_hr, self.scale
+
+        def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return unet(x_t.to(cond.dtype), t, cond, scale)
+
+        return eps
+
+    def to_residual(self, x_hr: torch.Tensor) -> torch.Tensor:
+        return ((x_hr.float() - self.x_up.float()) * self.rescale).clamp(-1, 1)
+
+    def to_image(self, x_r: torch.Tensor) -> torch.Tensor:
+        return (x_r.float().clamp(-1, 1) / self.rescale + self.x_up.float()).clamp(-1, 1)
+
+
+def start_step(schedule: NoiseSchedule, strength: float) -> int:
+    """The Diff-SR start: step round(strength * T) (strength 1.0 is the standard start at T)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return max(1, round(strength * schedule.T))
+
+
+def super_resolve(
+    model: SRDiffModel,
+    schedule: NoiseSchedule,
+    x_lr: torch.Tensor,
+    out_size: tuple[int, int],
+    noise: NoiseFn,
+    steps: Optional[int] = None,
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    temperature: float = 1.0,
+    strength: float = 1.0,
+    callback: StepCallback = None,
+    cond: Optional[Conditioned] = None,
+) -> torch.Tensor:
+    """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size``.  The reverse process starts at
+    t = round(strength * T) from up(x_L) with noise injected to that level (residual 0 diffused to t,
+    Diff-SR); strength 1.0 is SRDiff's start from pure noise.  ``steps`` respaces the process."""
+    cond = cond or Conditioned(model, x_lr, out_size)
+    t0 = start_step(schedule, strength)
+    shape = (x_lr.shape[0], 3, *out_size)
+    x_t = schedule.q_sample(torch.zeros(shape, device=x_lr.device), t0, noise(0, torch.empty(shape, device=x_lr.device)))
+    if temperature != 1.0:
+        x_t = x_t * temperature if t0 == schedule.T else x_t
+    n_steps = None if steps is None else max(1, round(steps * t0 / schedule.T))
+    x0 = reverse_process(
+        cond.eps_fn(), schedule, x_t, t0, noise, steps=n_steps, sampler=sampler, eta=eta,
+        temperature=temperature, callback=callback,
+    )
+    return cond.to_image(x0)

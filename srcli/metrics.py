@@ -1,0 +1,100 @@
+"""The SR literature's quality metrics, in one place (DESIGN.md section 4).
+
+All functions take uint8 RGB arrays (H, W, 3) as written to disk, so numbers match what a user
+measures on the files: PSNR and SSIM on the BT.601 Y channel with ``border`` pixels cropped at each
+side, SSIM with an 11x11 Gaussian window (sigma 1.5), LR-PSNR in RGB against the input, and the
+diversity sigma (mean per-pixel standard deviation across samples, 0-255).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma, 16-235, float64."""
+    rgb = rgb.astype(np.float64)
+    return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
+
+
+def _crop(a: np.ndarray, border: int) -> np.ndarray:
+    return a[border:-border, border:-border] if border > 0 else a
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR of two arrays on a 0-``peak`` scale; inf when identical."""
+    _check_pair(a, b)
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
+    _check_pair(sr, hr)
+    return psnr(_crop(rgb_to_y(sr), border), _crop(rgb_to_y(hr), border))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation with the 1-D window g along both axes."""
+    k = len(g)
+    rows = sum(g[i] * img[i : img.shape[0] - k + 1 + i, :] for i in range(k))
+    return sum(g[i] * rows[:, i : rows.shape[1] - k + 1 + i] for i in range(k))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    """SSIM of two single-channel arrays (Wang et al. 2004, Gaussian 11x11, sigma 1.5, valid region)."""
+    _check_pair(a, b)
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    if min(a.shape) < 11:
+        raise ValueError("SSIM needs images of at least 11x11 pixels after the border crop")
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    g = _gaussian_window()
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    var_a = _filter_valid(a * a, g) - mu_a**2
+    var_b = _filter_valid(b * b, g) - mu_b**2
+    cov = _filter_valid(a * b, g) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(s.mean())
+
+
+def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
+    _check_pair(sr, hr)
+    return ssim(_crop(rgb_to_y(sr), border), _crop(rgb_to_y(hr), border))
+
+
+def degrade(hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
+    """The degradation of the protocol: Pillow bicubic (antialiased) on 8-bit RGB; size is (W, H)."""
+    return np.asarray(Image.fromarray(hr).resize(tuple(lr_size), Image.BICUBIC))
+
+
+def lr_psnr(sr: np.ndarray, lr: np.ndarray) -> float:
+    """Consistency with the input: PSNR (RGB, 0-255) between LR and the SR output downsampled."""
+    return psnr(degrade(sr, (lr.shape[1], lr.shape[0])), lr)
+
+
+def diversity_sigma(samples: Sequence[np.ndarray]) -> float:
+    """Mean over pixels of the per-pixel standard deviation (0-255) across samples."""
+    if len(samples) < 2:
+        return 0.0
+    stack = np.stack([s.astype(np.float64) for s in samples])
+    return float(stack.std(axis=0).mean())
+
+
+def sigma_map(samples: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-pixel standard deviation across samples, averaged over RGB: (H, W) float64."""
+    stack = np.stack([s.astype(np.float64) for s in samples])
+    return stack.std(axis=0).mean(axis=-1)

@@ -1,0 +1,306 @@
+"""``srcli train``: the two training stages of SRDiff on a folder of HR images.
+
+Stage 1 pretrains the RRDB encoder as an SR network with an L1 loss.  Stage 2 freezes it and trains
+the noise predictor with Algorithm 1 (``diffusion.training_loss``) on the residual.  Adam with a
+step-halving learning rate, gradient-norm clipping, an EMA of the noise predictor for sampling.
+
+Two files: the full resume state (model, optimizers, EMA, RNGs, data order, step) in ``state_dir``,
+outside the repository, and the shipped safetensors model at ``out`` (EMA weights, fp16).  Both are
+written atomically.  ``resume`` continues from the state exactly, or, when the state is gone, from
+the shipped file alone with fresh optimizers.  Runs under ``torchrun`` with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from .data import PatchSampler
+from .diffusion import NoiseSchedule, training_loss
+from .engine import Conditioned, seeded_noise, super_resolve
+from .imageio import list_images, load_rgb8
+from .metrics import degrade, lr_psnr, psnr_y, ssim_y
+from .nets import ModelConfig, SRDiffModel, count_parameters
+from .ops import scaled_size, tensor_to_uint8, uint8_to_tensor
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    val: Optional[str] = None
+    state_dir: Optional[str] = None
+    encoder_steps: int = 20000
+    steps: int = 100000  # noise-predictor steps
+    batch: int = 16
+    patch: int = 64
+    lr: float = 2e-4
+    lr_halve_every: int = 100000
+    grad_clip: float = 10.0
+    ema_decay: float = 0.999
+    scales: tuple[float, float] = (2.0, 4.0)
+    schedule: str = "cosine"
+    seed: int = 0
+    save_every: int = 500
+    val_every: int = 2000
+    val_scale: float = 4.0
+    val_steps: int = 20
+    log_every: int = 50
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_state_dir(out: str) -> Path:
+    base = Path(os.environ.get("SRCLI_STATE_DIR", Path.home() / ".cache" / "srcli" / "train"))
+    return base / Path(out).stem
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (the weights used for sampling)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))  # warm-up: early weights are forgotten fast
+        for s, p in zip(self.shadow.parameters(), module.parameters()):
+            s.lerp_(p.detach(), 1 - decay)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def setup_distributed() -> None:
+    """Join the process group when launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not is_distributed():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+
+
+def learning_rate(cfg: TrainConfig, stage_step: int) -> float:
+    return cfg.lr * 0.5 ** (stage_step // cfg.lr_halve_every)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print, device: str = "cpu"):
+        self.cfg = cfg
+        self.log = log
+        self.device = torch.device(device)
+        self.state_dir = Path(cfg.state_dir) if cfg.state_dir else default_state_dir(cfg.out)
+        self.state_path = self.state_dir / "state.pt"
+        self.log_path = self.state_dir / "train.jsonl"
+        self.world = dist.get_world_size() if is_distributed() else 1
+        torch.manual_seed(cfg.seed)
+        self.model = SRDiffModel(cfg.model).to(self.device)
+        self.schedule = NoiseSchedule.named(cfg.schedule, cfg.model.timesteps)
+        self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed + 1000 * rank(), log=log)
+        self.step = 0  # total steps over both stages
+        self.ema = EMA(self.model.denoise_fn, cfg.ema_decay)
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.optimizer_stage: Optional[str] = None
+        self.torch_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank())
+        self.val_images = [load_rgb8(p) for p in list_images(cfg.val)] if cfg.val else []
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    @property
+    def stage(self) -> str:
+        return "encoder" if self.step < self.cfg.encoder_steps else "diffusion"
+
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.encoder_steps + self.cfg.steps
+
+    def _make_optimizer(self) -> None:
+        params = self.model.rrdb.parameters() if self.stage == "encoder" else self.model.denoise_fn.parameters()
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
+        self.optimizer_stage = self.stage
+
+    def _info(self) -> dict:
+        return {
+            "encoder_steps_done": min(self.step, self.cfg.encoder_steps),
+            "diffusion_steps_done": max(0, self.step - self.cfg.encoder_steps),
+            "train": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "state_dir")},
+            "world_size": self.world,
+        }
+
+    def shipped_model(self) -> SRDiffModel:
+        """The model as shipped: the trained encoder plus the EMA of the noise predictor."""
+        shipped = copy.deepcopy(self.model).cpu()
+        shipped.denoise_fn.load_state_dict(self.ema.shadow.state_dict())
+        return shipped.eval()
+
+    def save(self) -> None:
+        if rank() != 0:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.shadow.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "optimizer_stage": self.optimizer_stage,
+            "sampler_rng": json.dumps(self.sampler.state()),
+            "torch_gen": self.torch_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(self.cfg.to_dict()),
+        }
+        atomic_write_bytes(self.state_path, lambda tmp: torch.save(state, tmp))
+        save_checkpoint(self.cfg.out, self.shipped_model(), self.schedule, info=self._info())
+
+    def resume(self) -> str:
+        """Continue from the full state if present, else from the shipped weights alone."""
+        if self.state_path.is_file():
+            state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+            self.step = int(state["step"])
+            self.model.load_state_dict(state["model"])
+            self.ema.shadow.load_state_dict(state["ema"])
+            self.sampler.set_state(json.loads(state["sampler_rng"]))
+            self.torch_gen.set_state(state["torch_gen"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["optimizer"] is not None and state["optimizer_stage"] == self.stage:
+                self._make_optimizer()
+                self.optimizer.load_state_dict(state["optimizer"])
+            return f"resumed exactly from {self.state_path} at step {self.step}"
+        if Path(self.cfg.out).is_file():
+            model, _, info = load_checkpoint(self.cfg.out, self.device)
+            if model.config != self.cfg.model:
+                raise ValueError(f"{self.cfg.out}: its model config differs from this run's")
+            self.model.load_state_dict(model.state_dict())
+            self.ema.shadow.load_state_dict(model.denoise_fn.state_dict())
+            self.step = int(info.get("encoder_steps_done", 0)) + int(info.get("diffusion_steps_done", 0))
+            if info.get("encoder_steps_done", 0) < self.cfg.encoder_steps:
+                self.step = int(info.get("encoder_steps_done", 0))
+            return f"no resume state; continuing from the weights in {self.cfg.out} at step {self.step} with fresh optimizers"
+        return "nothing to resume; starting fresh"
+
+    # -- training --------------------------------------------------------------------------------
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if is_distributed():
+            return nn.parallel.DistributedDataParallel(module)
+        return module
+
+    def train_step(self, net: nn.Module) -> float:
+        batch = self.sampler.batch(self.cfg.batch)
+        hr, lr = batch.hr.to(self.device), batch.lr.to(self.device)
+        if self.stage == "encoder":
+            loss = (net(lr, tuple(hr.shape[-2:])) - hr).abs().mean()
+        else:
+            with torch.no_grad():
+                cond = Conditioned(self.model, lr, tuple(hr.shape[-2:]))
+            x_r = cond.to_residual(hr)
+            cond_hr, scale = cond.cond_hr, cond.scale
+            loss = training_loss(lambda x, t: net(x, t, cond_hr, scale), self.schedule, x_r, self.torch_gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run(self, progress: Optional[Callable[[int, int, dict], None]] = None, max_seconds: Optional[float] = None) -> None:
+        cfg = self.cfg
+        self.log(
+            f"model: encoder {count_parameters(self.model.rrdb) / 1e6:.2f}M, "
+            f"noise predictor {count_parameters(self.model.denoise_fn) / 1e6:.2f}M parameters; "
+            f"{len(self.sampler.images)} training images; world size {self.world}"
+        )
+        started = time.time()
+        net, net_stage = None, None
+        window, window_start = [], time.time()
+        while self.step < self.total_steps:
+            if self.optimizer is None or self.optimizer_stage != self.stage:
+                self._make_optimizer()
+            if net_stage != self.stage:
+                trained = self.model.rrdb if self.stage == "encoder" else self.model.denoise_fn
+                self.model.rrdb.requires_grad_(self.stage == "encoder")
+                net, net_stage = self._wrap(trained.train()), self.stage
+                self.log(f"stage {self.stage} from step {self.step}")
+            stage_step = self.step if self.stage == "encoder" else self.step - cfg.encoder_steps
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, stage_step)
+            loss = self.train_step(net)
+            if self.stage == "diffusion":
+                self.ema.update(self.model.denoise_fn, stage_step)
+            self.step += 1
+            window.append(loss)
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                elapsed = time.time() - window_start
+                record = {
+                    "step": self.step, "stage": self.stage if self.step < self.total_steps else "diffusion",
+                    "loss": float(np.mean(window)), "lr": learning_rate(cfg, stage_step),
+                    "steps_per_s": len(window) / max(elapsed, 1e-9), "time": time.time(),
+                }
+                self._write_log(record)
+                if progress:
+                    progress(self.step, self.total_steps, record)
+                window, window_start = [], time.time()
+            if self.step % cfg.save_every == 0 or self.step == self.total_steps or self.step == cfg.encoder_steps:
+                self.save()
+            if self.val_images and (self.step % cfg.val_every == 0 or self.step == cfg.encoder_steps):
+                self._write_log({"step": self.step, "validation": self.validate()})
+            if max_seconds is not None and time.time() - started > max_seconds:
+                self.save()
+                self.log(f"stopping after {max_seconds:.0f}s at step {self.step} (resume with --resume)")
+                return
+        self.save()
+
+    def _write_log(self, record: dict) -> None:
+        if rank() != 0:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def validate(self, n_images: Optional[int] = None) -> dict:
+        """Y-PSNR/SSIM and LR-PSNR of the encoder, of diffusion samples and of bicubic at val_scale."""
+        if rank() != 0:
+            return {}
+        model = self.shipped_model().to(self.device)
+        scale = self.cfg.val_scale
+        rows = {"bicubic": [], "encoder": [], "diffusion": []}
+        for i, hr in enumerate(self.val_images[:n_images]):
+            h, w = hr.shape[:2]
+            lr_h, lr_w = round(h / scale), round(w / scale)
+            hr = hr[: round(lr_h * scale), : round(lr_w * scale)]
+            lr = degrade(hr, (lr_w, lr_h))
+            x_lr = uint8_to_tensor(lr).to(self.device)
+            size = tuple(hr.shape[:2])
+            outs = {
+                "bicubic": tensor_to_uint8(Conditioned(model, x_lr, size).x_up),
+                "encoder": tensor_to_uint8(model.rrdb(x_lr, size)),
+            }
+            if self.step > self.cfg.encoder_steps:  # the noise predictor has been trained
+                sr = super_resolve(model, self.schedule, x_lr, size, seeded_noise([i], self.device), steps=self.cfg.val_steps)
+                outs["diffusion"] = tensor_to_uint8(sr)
+            border = math.ceil(scale)
+            for name, sr in outs.items():
+                rows[name].append((psnr_y(sr, hr, border), ssim_y(sr, hr, border), lr_psnr(sr, lr)))
+        result = {}
+        for name, vals in rows.items():
+            if vals:
+                p, s, l = np.mean(vals, axis=0)
+                result[name] = {"psnr_y": round(float(p), 3), "ssim_y": round(float(s), 4), "lr_psnr": round(float(l), 2)}
+        self.log(f"validation at step {self.step}: {json.dumps(result)}")
+        return result
