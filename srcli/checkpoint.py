@@ -8,8 +8,6 @@ Tensors: the model's state dict (``rrdb.*``, ``denoise_fn.*``) and the noise sch
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
 from .diffusion import NoiseSchedule
+from .fsutil import atomic_write_bytes  # noqa: F401 - also imported from here by train.py
 from .nets import ModelConfig, SRDiffModel
 
 FORMAT = "srcli"
@@ -29,24 +28,6 @@ DEFAULT_WEIGHTS = "srcli-x2-4-c32"
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be found, read or matched to its config (message is one line)."""
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(

@@ -211,13 +211,24 @@ def latent_interpolation(
     lambdas: Sequence[float],
     noise: NoiseFn,
     **kwargs,
-) -> torch.Tensor:
-    """Algorithm 4: diffuse two SR predictions of one LR input to t, mix lam * x_t + (1 - lam) * x'_t
-    for each lambda, decode each mix from t.  Returns (len(lambdas), ...) in the order given.  The two
-    endpoints are diffused with independent noise draws (the authors' code)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 4: diffuse two SR predictions (residuals, each (1, C, H, W)) of one LR input to t,
+    mix lam * x_t + (1 - lam) * x'_t for each lambda and decode each mix from t; ``eps_fn`` must take
+    a batch of len(lambdas).  The endpoints are diffused with independent noise draws (the authors'
+    code); every mix gets the same reverse-step noise, so the outputs differ only by their latent.
+    ``noise`` is always asked for a batch of one.  Returns the decoded mixes (len(lambdas), ...) in
+    the order given and the two endpoint latents (2, ...): lambda 1 starts from the first, 0 from
+    the second."""
+    if residual_a.shape != residual_b.shape or residual_a.shape[0] != 1:
+        raise ValueError("latent_interpolation needs two residuals of one shape with batch size 1")
     x_a = diffuse(schedule, residual_a, t, lambda k, like: noise(0, like))
     x_b = diffuse(schedule, residual_b, t, lambda k, like: noise(1, like))
     lam = torch.tensor(list(lambdas), device=x_a.device, dtype=x_a.dtype).reshape(-1, 1, 1, 1)
     mixed = lam * x_a + (1 - lam) * x_b
-    step_noise = lambda k, like: noise(k + 1, like)  # noqa: E731 - keep the endpoint draws apart
-    return reverse_process(eps_fn, schedule, mixed, t, step_noise, **kwargs)
+
+    def step_noise(k: int, like: torch.Tensor) -> torch.Tensor:
+        # k + 1 keeps the step draws apart from the two endpoint draws (keyed noise)
+        return noise(k + 1, like[:1]).expand_as(like)
+
+    decoded = reverse_process(eps_fn, schedule, mixed, t, step_noise, **kwargs)
+    return decoded, torch.cat([x_a, x_b])

@@ -1,13 +1,15 @@
 """The SR literature's quality metrics, in one place (DESIGN.md section 4).
 
 All functions take uint8 RGB arrays (H, W, 3) as written to disk, so numbers match what a user
-measures on the files: PSNR and SSIM on the BT.601 Y channel with ``border`` pixels cropped at each
-side, SSIM with an 11x11 Gaussian window (sigma 1.5), LR-PSNR in RGB against the input, and the
-diversity sigma (mean per-pixel standard deviation across samples, 0-255).
+measures on the files: PSNR and SSIM on the BT.601 Y channel (float, not rounded to 8 bits) with
+``border`` pixels cropped at each side (``border_for(scale)`` = ceil(scale)), SSIM with an 11x11
+Gaussian window (sigma 1.5) over the valid region, LR-PSNR in RGB against the input, and the
+diversity sigma (mean per-pixel standard deviation across samples, 0-255, population std).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +22,16 @@ def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
 
 
+def border_for(scale: float) -> int:
+    """Pixels cropped at each side before PSNR/SSIM: ceil(scale) (the protocol's ``scale`` pixels)."""
+    return math.ceil(scale)
+
+
 def _crop(a: np.ndarray, border: int) -> np.ndarray:
+    if border < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    if 2 * border >= min(a.shape[:2]):
+        raise ValueError(f"a border of {border}px leaves nothing of a {a.shape[1]}x{a.shape[0]} image")
     return a[border:-border, border:-border] if border > 0 else a
 
 
@@ -37,6 +48,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def psnr_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
+    """PSNR on the BT.601 Y channel (0-255 scale) with ``border`` pixels cropped at each side."""
     _check_pair(sr, hr)
     return psnr(_crop(rgb_to_y(sr), border), _crop(rgb_to_y(hr), border))
 
@@ -72,22 +84,27 @@ def ssim(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def ssim_y(sr: np.ndarray, hr: np.ndarray, border: int = 0) -> float:
+    """SSIM on the BT.601 Y channel with ``border`` pixels cropped at each side."""
     _check_pair(sr, hr)
     return ssim(_crop(rgb_to_y(sr), border), _crop(rgb_to_y(hr), border))
 
 
 def degrade(hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
     """The degradation of the protocol: Pillow bicubic (antialiased) on 8-bit RGB; size is (W, H)."""
+    if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+        raise ValueError("degrade() takes an (H, W, 3) uint8 RGB array")
     return np.asarray(Image.fromarray(hr).resize(tuple(lr_size), Image.BICUBIC))
 
 
 def lr_psnr(sr: np.ndarray, lr: np.ndarray) -> float:
-    """Consistency with the input: PSNR (RGB, 0-255) between LR and the SR output downsampled."""
+    """Consistency with the input: PSNR (RGB, 0-255) between LR and the SR output downsampled by
+    the protocol's operator to the LR size."""
     return psnr(degrade(sr, (lr.shape[1], lr.shape[0])), lr)
 
 
 def diversity_sigma(samples: Sequence[np.ndarray]) -> float:
-    """Mean over pixels of the per-pixel standard deviation (0-255) across samples."""
+    """Mean over pixels and channels of the per-pixel standard deviation (0-255) across samples
+    (population std, ddof=0); 0 for fewer than two samples."""
     if len(samples) < 2:
         return 0.0
     stack = np.stack([s.astype(np.float64) for s in samples])

@@ -28,6 +28,9 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
 
 
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
 def uint8_to_tensor(array: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [-1, 1]."""
     t = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
@@ -38,5 +41,32 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) or (3, H, W) in [-1, 1] -> (H, W, 3) uint8, rounded."""
     if x.dim() == 4:
         x = x[0]
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round()
-    return x.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+    return _levels(x, 255.0).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 or uint16 -> (1, 3, H, W) float32 in [-1, 1]; 16-bit keeps its precision."""
+    peak = _PEAKS.get(array.dtype)
+    if peak is None:
+        raise ValueError(f"expected uint8 or uint16 samples, got {array.dtype}")
+    t = torch.from_numpy(np.array(array, dtype=np.float32, copy=True)).permute(2, 0, 1)
+    return (t / (peak / 2) - 1.0).unsqueeze(0)
+
+
+def _levels(x: torch.Tensor, peak: float) -> torch.Tensor:
+    """[-1, 1] -> the nearest integer level 0..peak, as float32."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * (peak / 2)).round()
+
+
+def tensor_to_array(x: torch.Tensor, dtype: type = np.uint8) -> np.ndarray:
+    """(1, 3, H, W) or (3, H, W) in [-1, 1] -> (H, W, 3) of ``dtype`` (uint8 or uint16), rounded."""
+    if x.dim() == 4:
+        x = x[0]
+    return _levels(x, _PEAKS[np.dtype(dtype)]).permute(1, 2, 0).cpu().numpy().astype(dtype)
+
+
+def quantize(x: torch.Tensor, dtype: type = np.uint16) -> torch.Tensor:
+    """A batch rounded to the sample levels of ``dtype``: bit for bit what
+    ``array_to_tensor(tensor_to_array(x[i], dtype))`` gives, without leaving the device."""
+    peak = _PEAKS[np.dtype(dtype)]
+    return _levels(x, peak) / (peak / 2) - 1.0

@@ -2,9 +2,12 @@
 
     pipe = SRPipeline.from_pretrained()                 # weights/ default, CUDA+fp16 if present
     out = pipe.upscale(Image.open("in.png"), scale=4, steps=25, seed=0)
+    data = pipe.upscale_image(read_image("in.png"), scale=4)   # 16-bit, alpha, ICC (srcli.imageio)
 
-The CLI is a thin layer over this class.  Images go in and out as PIL images (or uint8 arrays);
-everything between is tensors in [-1, 1] handled by ``engine``.
+The CLI is a thin layer over this class.  Images go in and out as PIL images (or uint8 arrays), or as
+``imageio.ImageData``; everything between is tensors in [-1, 1] handled by ``engine``, cut into
+tiles by ``tiling`` when large.  All noise is position-keyed (``tiling.field_noise``): a seed gives
+the same noise at the same HR pixel whether the image is tiled or not.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint, resolve_weights
-from .diffusion import NoiseSchedule
-from .engine import Conditioned, seeded_noise, super_resolve
+from .diffusion import NoiseFn, NoiseSchedule
+from .engine import Conditioned, super_resolve
+from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import SRDiffModel
-from .ops import scaled_size, tensor_to_uint8, uint8_to_tensor
+from .ops import array_to_tensor, scaled_size
+from .tiling import MIN_TILE, align_to_grid, auto_tile, field_noise, memory_budget, tiled_upscale
 
 DEFAULT_STEPS = 25
 DEFAULT_SAMPLER = "ddpm"
@@ -62,6 +67,46 @@ def check_scale(scale: float) -> float:
     if not (isinstance(scale, (int, float)) and np.isfinite(scale)) or not MIN_SCALE < scale <= MAX_SCALE:
         raise UsageError(f"scale must be a number in ({MIN_SCALE:g}, {MAX_SCALE:g}], got {scale}")
     return float(scale)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_steps(steps: Optional[int]) -> Optional[int]:
+    """None (every step of the model) or a positive number of reverse steps (more than the model's
+    T means T: the samplers clamp)."""
+    if steps is None:
+        return None
+    if not _is_int(steps) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps}")
+    return int(steps)
+
+
+def check_tile(tile: Optional[int]) -> Optional[int]:
+    """None (auto from a memory budget), 0 (no tiling) or an HR tile side of at least MIN_TILE px."""
+    if tile is not None and (not _is_int(tile) or (tile != 0 and tile < MIN_TILE)):
+        raise UsageError(f"tile must be 0 (off) or at least {MIN_TILE} px, got {tile}")
+    return tile
+
+
+def check_tile_batch(batch: Optional[int]) -> Optional[int]:
+    if batch is not None and (not _is_int(batch) or batch < 1):
+        raise UsageError(f"tile batch must be a positive integer, got {batch}")
+    return batch
+
+
+def check_sampler(sampler: str) -> str:
+    if sampler not in ("ddpm", "ddim"):
+        raise UsageError(f"unknown sampler {sampler!r} (choose ddpm or ddim)")
+    return sampler
+
+
+def check_strength(strength: float) -> float:
+    """Where the reverse process starts, as a fraction of T: (0, 1] (1 = from pure noise)."""
+    if not (isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0):
+        raise UsageError(f"strength must be in (0, 1], got {strength}")
+    return float(strength)
 
 
 @dataclass
@@ -117,13 +162,17 @@ class SRPipeline:
         return contextlib.nullcontext()
 
     def to_input(self, image: Image.Image | np.ndarray) -> torch.Tensor:
-        """PIL image or (H, W, 3) uint8 array -> (1, 3, H, W) on the pipeline's device."""
+        """PIL image or (H, W, 3) uint8/uint16 array -> (1, 3, H, W) in [-1, 1] on the pipeline's device."""
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise UsageError("expected an RGB image (H, W, 3) of uint8")
-        x = uint8_to_tensor(image).to(self.device)
+        if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
+            raise UsageError("expected an RGB image (H, W, 3) of uint8 or uint16")
+        x = array_to_tensor(image).to(self.device)
         return x.to(self.dtype) if self.device.type == "cuda" else x
+
+    def noise(self, seeds: Sequence[int], origins: Optional[Sequence[tuple[int, int]]] = None) -> NoiseFn:
+        """The pipeline's noise: position-keyed, one field per seed (see ``tiling.field_noise``)."""
+        return field_noise(seeds, origins)
 
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
@@ -142,16 +191,72 @@ class SRPipeline:
         strength: float = 1.0,
         callback: Optional[Callable[[int, int], None]] = None,
         cond: Optional[Conditioned] = None,
+        origins: Optional[Sequence[tuple[int, int]]] = None,
     ) -> torch.Tensor:
-        """SR of a batch of equally sized LR tensors, one seed per batch element (untiled)."""
+        """SR of a batch of equally sized LR tensors, one seed per batch element (untiled).
+        ``origins`` places each element on its image's HR grid (tiles); default (0, 0)."""
         self.model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         with torch.inference_mode(), self._autocast():
             return super_resolve(
-                self.model, self.schedule, x_lr, out_size, seeded_noise(seeds, self.device), steps=steps,
+                self.model, self.schedule, x_lr, out_size, self.noise(seeds, origins), steps=steps,
                 sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback, cond=cond,
             )
 
     # -- images ----------------------------------------------------------------------------------
+    def tile_settings(
+        self, scale: float, tile: Optional[int] = None, tile_batch: Optional[int] = None
+    ) -> tuple[int, int]:
+        """(HR tile side or 0, tiles per batch): batches of 4 on CUDA, 1 on the CPU (no speed-up
+        there); ``tile=None`` picks the largest tile whose batch fits the device's memory budget."""
+        batch = check_tile_batch(tile_batch) or (4 if self.device.type == "cuda" else 1)
+        tile = check_tile(tile)
+        if tile is None:
+            tile = auto_tile(self.config, scale, batch, memory_budget(self.device), self.dtype.itemsize)
+        return tile, batch
+
+    def upscale_image(
+        self,
+        image: ImageData,
+        scale: float = 4.0,
+        steps: Optional[int] = DEFAULT_STEPS,
+        seed: int = 0,
+        sampler: str = DEFAULT_SAMPLER,
+        temperature: float = 1.0,
+        strength: float = 1.0,
+        callback: Optional[Callable[[int, int], None]] = None,
+        tile: Optional[int] = None,
+        tile_batch: Optional[int] = None,
+    ) -> ImageData:
+        """Upscale an ``ImageData``: colour through the model (16-bit samples keep their precision
+        into it and out of it), alpha with a classical filter, metadata carried over.  ``tile`` is
+        the HR tile side in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse
+        steps over all tiles."""
+        scale = check_scale(scale)
+        steps = check_steps(steps)
+        check_sampler(sampler)
+        strength = check_strength(strength)
+        out_size = scaled_size(image.size, scale)
+        try:
+            self.model.check_scale(image.size, out_size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        tile, batch = self.tile_settings(scale, tile, tile_batch)
+        multiple = self.model.denoise_fn.size_multiple
+
+        def sr_batch(x, size, origins, step_callback):
+            cond = align_to_grid(self.condition(x, size), origins, multiple)
+            return self.sr_tensor(
+                x, size, [seed] * x.shape[0], steps, sampler, temperature=temperature, strength=strength,
+                callback=step_callback, cond=cond, origins=origins,
+            )
+
+        rgb = tiled_upscale(
+            sr_batch, self.to_input(image.rgb), out_size, tile, batch_size=batch,
+            min_size=2 * multiple, out_dtype=image.rgb.dtype, callback=callback,
+        )
+        alpha = resize_alpha(image.alpha, out_size) if image.alpha is not None else None
+        return image.replace(rgb, alpha)
+
     def upscale(
         self,
         image: Image.Image | np.ndarray,
@@ -162,13 +267,20 @@ class SRPipeline:
         temperature: float = 1.0,
         strength: float = 1.0,
         callback: Optional[Callable[[int, int], None]] = None,
+        tile: Optional[int] = None,
+        tile_batch: Optional[int] = None,
     ) -> Image.Image:
-        """Upscale one RGB image by ``scale`` (output size round(scale * input size))."""
-        scale = check_scale(scale)
-        x_lr = self.to_input(image)
-        out_size = scaled_size(tuple(x_lr.shape[-2:]), scale)
-        sr = self.sr_tensor(x_lr, out_size, [seed], steps, sampler, temperature=temperature, strength=strength, callback=callback)
-        return Image.fromarray(tensor_to_uint8(sr))
+        """Upscale one image by ``scale`` (output size round(scale * input size)).  A PIL image keeps
+        its kind (RGB, RGBA, L, LA, I;16); an (H, W, 3) uint8/uint16 array gives an RGB image."""
+        if isinstance(image, Image.Image):
+            data = from_pil(image)
+        else:
+            try:
+                data = ImageData(np.asarray(image))
+            except ValueError as exc:
+                raise UsageError(f"expected an RGB image (H, W, 3) of uint8 or uint16: {exc}") from None
+        out = self.upscale_image(data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch)
+        return to_pil(out)[0]
 
     def describe(self) -> dict[str, Any]:
         return {

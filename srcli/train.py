@@ -29,11 +29,11 @@ from torch import nn
 from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from .data import PatchSampler
 from .diffusion import NoiseSchedule, training_loss
-from .engine import Conditioned, seeded_noise, super_resolve
+from .engine import Conditioned, seeded_noise, super_resolve, to_residual
 from .imageio import list_images, load_rgb8
 from .metrics import degrade, lr_psnr, psnr_y, ssim_y
 from .nets import ModelConfig, SRDiffModel, count_parameters
-from .ops import scaled_size, tensor_to_uint8, uint8_to_tensor
+from .ops import resize, tensor_to_uint8, uint8_to_tensor
 
 
 @dataclass
@@ -67,6 +67,18 @@ class TrainConfig:
 def default_state_dir(out: str) -> Path:
     base = Path(os.environ.get("SRCLI_STATE_DIR", Path.home() / ".cache" / "srcli" / "train"))
     return base / Path(out).stem
+
+
+class ConditionedDenoiser(nn.Module):
+    """The noise predictor with its LR-feature projection inside ``forward``, so that the projection
+    is trained in stage 2 (at inference it runs once per image) and DDP sees every parameter used."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, feats: list[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+        return self.unet(x_t, t, self.unet.project_cond(feats, tuple(x_t.shape[-2:])), scale)
 
 
 class EMA:
@@ -150,7 +162,18 @@ class Trainer:
         shipped.denoise_fn.load_state_dict(self.ema.shadow.state_dict())
         return shipped.eval()
 
+    def _rng_states(self) -> list[dict]:
+        """Data-order and noise RNG states of every rank (each rank draws its own data)."""
+        local = {"sampler": self.sampler.state(), "torch_gen": self.torch_gen.get_state().tolist()}
+        if not is_distributed():
+            return [local]
+        states: list = [None] * self.world
+        dist.all_gather_object(states, local)
+        return states
+
     def save(self) -> None:
+        """Write the resume state and the shipped model (atomically).  Collective under DDP."""
+        rng_states = self._rng_states()
         if rank() != 0:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -160,8 +183,7 @@ class Trainer:
             "ema": self.ema.shadow.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "optimizer_stage": self.optimizer_stage,
-            "sampler_rng": json.dumps(self.sampler.state()),
-            "torch_gen": self.torch_gen.get_state(),
+            "rng_states": json.dumps(rng_states),
             "torch_rng": torch.get_rng_state(),
             "config": json.dumps(self.cfg.to_dict()),
         }
@@ -175,8 +197,11 @@ class Trainer:
             self.step = int(state["step"])
             self.model.load_state_dict(state["model"])
             self.ema.shadow.load_state_dict(state["ema"])
-            self.sampler.set_state(json.loads(state["sampler_rng"]))
-            self.torch_gen.set_state(state["torch_gen"])
+            rng_states = json.loads(state["rng_states"])
+            if len(rng_states) == self.world:  # same world size: every rank continues its own stream
+                mine = rng_states[rank()]
+                self.sampler.set_state(mine["sampler"])
+                self.torch_gen.set_state(torch.tensor(mine["torch_gen"], dtype=torch.uint8))
             torch.set_rng_state(state["torch_rng"])
             if state["optimizer"] is not None and state["optimizer_stage"] == self.stage:
                 self._make_optimizer()
@@ -206,11 +231,11 @@ class Trainer:
         if self.stage == "encoder":
             loss = (net(lr, tuple(hr.shape[-2:])) - hr).abs().mean()
         else:
-            with torch.no_grad():
-                cond = Conditioned(self.model, lr, tuple(hr.shape[-2:]))
-            x_r = cond.to_residual(hr)
-            cond_hr, scale = cond.cond_hr, cond.scale
-            loss = training_loss(lambda x, t: net(x, t, cond_hr, scale), self.schedule, x_r, self.torch_gen)
+            with torch.no_grad():  # the encoder is frozen in stage 2
+                feats = self.model.rrdb.features(lr)
+                x_r = to_residual(hr, resize(lr, tuple(hr.shape[-2:])), self.cfg.model.res_rescale)
+            scale = torch.full((hr.shape[0],), batch.scale, device=self.device)
+            loss = training_loss(lambda x, t: net(x, t, feats, scale), self.schedule, x_r, self.torch_gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -232,7 +257,7 @@ class Trainer:
             if self.optimizer is None or self.optimizer_stage != self.stage:
                 self._make_optimizer()
             if net_stage != self.stage:
-                trained = self.model.rrdb if self.stage == "encoder" else self.model.denoise_fn
+                trained = self.model.rrdb if self.stage == "encoder" else ConditionedDenoiser(self.model.denoise_fn)
                 self.model.rrdb.requires_grad_(self.stage == "encoder")
                 net, net_stage = self._wrap(trained.train()), self.stage
                 self.log(f"stage {self.stage} from step {self.step}")
@@ -264,6 +289,12 @@ class Trainer:
                 self.log(f"stopping after {max_seconds:.0f}s at step {self.step} (resume with --resume)")
                 return
         self.save()
+
+    def parameter_checksum(self) -> float:
+        """Sum of |w| over the model and the EMA (float64): equal across DDP replicas."""
+        with torch.no_grad():
+            tensors = list(self.model.parameters()) + list(self.ema.shadow.parameters())
+            return float(sum(p.detach().double().abs().sum() for p in tensors))
 
     def _write_log(self, record: dict) -> None:
         if rank() != 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..engine import tune_cpu_allocator
 from .app import app
 
 # One module per command group, so each can be read (and edited) on its own.
@@ -18,4 +19,5 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
+    tune_cpu_allocator()  # process-wide malloc setting: 30-40% faster steps on large images (engine.py)
     app()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import sys
 from contextlib import contextmanager
-from typing import Annotated, Any, Iterator, Optional
+from pathlib import Path
+from typing import Annotated, Any, Iterable, Iterator, Optional, Sequence, TypeVar
 
 import typer
+from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -16,6 +20,8 @@ from ..imageio import ImageReadError
 from ..pipeline import UsageError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+PIXEL_LIMIT_ENV = "SRCLI_MAX_IMAGE_PIXELS"
+T = TypeVar("T")
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -48,6 +54,85 @@ def usage_errors() -> Iterator[None]:
         fail(str(exc), EXIT_USAGE)
 
 
+def protect_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """Usage error when an output path would overwrite one of the inputs (checked before any work)."""
+    taken = {Path(p).resolve() for p in inputs}
+    for out in outputs:
+        if Path(out).resolve() in taken:
+            fail(f"{out}: the output would overwrite an input; choose another output name")
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    err_console.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
+def parse_shard(text: Optional[str]) -> tuple[int, int]:
+    """``--shard I/N`` (1 <= I <= N): this process takes every N-th item starting at the I-th."""
+    if text is None:
+        return 1, 1
+    parts = text.split("/")
+    try:
+        index, count = (int(p) for p in parts) if len(parts) == 2 else (0, 0)
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise UsageError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 1/4")
+    return index, count
+
+
+def take_shard(items: Sequence[T], shard: tuple[int, int]) -> list[T]:
+    """The shard's share of an (already sorted) list, round-robin so shards get similar loads."""
+    index, count = shard
+    return list(items[index - 1 :: count])
+
+
+def expand_inputs(specs: Iterable[str], suffixes: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, directories (the files with one of ``suffixes`` directly inside, hidden ones skipped)
+    and glob patterns (``**`` descends) -> (sorted unique files, [(spec, reason)] for specs that
+    gave nothing).  A file named explicitly is kept whatever its suffix."""
+    suffixes = {s.lower() for s in suffixes}
+    found: dict[Path, None] = {}
+    missing: list[tuple[str, str]] = []
+
+    def add_dir(folder: Path) -> int:
+        files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()]
+        found.update(dict.fromkeys(files))
+        return len(files)
+
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            if not add_dir(path):
+                missing.append((spec, "no image files in this directory"))
+        elif path.exists() or not glob.has_magic(spec):
+            found[path] = None  # a missing file is reported when it is read, like any bad input
+        else:
+            matches = sorted(glob.glob(str(path), recursive=True))
+            files = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in suffixes]
+            count = len(files) + sum(add_dir(Path(m)) for m in matches if Path(m).is_dir())
+            found.update(dict.fromkeys(files))
+            if not count:
+                missing.append((spec, "no image files match this pattern"))
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return sorted(unique.values(), key=str), missing
+
+
+def apply_pixel_limit() -> None:
+    """Honour ``SRCLI_MAX_IMAGE_PIXELS`` (an integer; 0 = no limit): Pillow's decompression-bomb
+    limit for the images this process reads."""
+    value = os.environ.get(PIXEL_LIMIT_ENV)
+    if value is None:
+        return
+    try:
+        limit = int(value)
+    except ValueError:
+        raise UsageError(f"{PIXEL_LIMIT_ENV}={value!r}: expected an integer number of pixels (0 = no limit)") from None
+    Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
+
+
 def emit_json(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
     sys.stdout.flush()
@@ -71,5 +156,6 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
 
 __all__ = [
     "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail",
-    "usage_errors", "emit_json", "progress_bar", "WeightsOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
+    "usage_errors", "protect_inputs", "warn", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
+    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
 ]

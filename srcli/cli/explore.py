@@ -1,0 +1,323 @@
+"""``srcli sample-diverse`` (alias ``sample``), ``srcli interpolate`` and ``srcli fuse``: the many HR
+images that fit one LR image, the path between two of them (Alg. 4) and content fusion (Alg. 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from .. import explore
+from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
+from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_sampler, check_scale, check_steps
+from .app import app
+from .common import (
+    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail,
+    progress_bar, protect_inputs, usage_errors, warn,
+)
+
+InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
+SCALE_DEFAULT = "Default: the model's scale (a fixed-scale checkpoint's own, else the top of its training range: 4 for the shipped model)."
+ScaleOpt = Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Upscaling factor in (1, 8]. {SCALE_DEFAULT}")]
+StepsOpt = Annotated[
+    int, typer.Option("--steps", help="Reverse steps of a full run (respaced); a start at t uses the share t/T. The model's T = every step, the paper's loop.")
+]
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Scale of the injected noise (1 = the model's distribution).")]
+
+SAMPLE_HELP = """Draw N SR samples of one image, batched through the network in one batch.
+
+One LR image fits many HR images: the samples show them, and the per-pixel standard deviation across the samples shows where the model is inventing detail (bright = the samples disagree).
+
+Writes to DIR (default NAME_samples/): NAME_seedK.png for every seed K = S .. S+N-1 (sample K is what an untiled `srcli upscale --seed K` gives with the same options), NAME_sheet.png (contact sheet: LR input, bicubic, samples), NAME_sigma.png (the standard-deviation heatmap with its colour bar). Prints the mean sigma (0-255, the SRDiff paper's diversity number; 6.09 on DIV2K 4x there).
+
+Examples:
+
+  srcli sample-diverse photo.png --n 8 -o samples/
+
+  srcli sample photo.png --n 4 --scale 2 --steps 50 --seed 10 --json
+"""
+
+INTERP_HELP = """Latent interpolation (SRDiff Algorithm 4) between two SR predictions of one image.
+
+The two predictions A and B come from two seeds (--seeds A,B, default S+1,S+2) or are given as images (--pair SR1.png SR2.png, both the same size; the scale follows from it).  Both are diffused to step t, mixed lam * x_A + (1 - lam) * x_B, and every mix is decoded from t with the LR image as condition (lambda 1 = A, lambda 0 = B).  --seed S drives the algorithm's own noise.
+
+Writes to DIR (default NAME_interp/): NAME_lamL.png per lambda and NAME_strip.png (B, the mixes in the order given, A).
+
+Examples:
+
+  srcli interpolate photo.png --t 50 --lambdas 0,0.4,0.8,1.0 -o interp/
+
+  srcli interpolate photo.png --t 30 --pair sr_a.png sr_b.png
+"""
+
+FUSE_HELP = """Content fusion (SRDiff Algorithm 3): blend a region of EYES into FACE.
+
+EYES and FACE are HR images of one size.  The box region of EYES is pasted into FACE, the result's residual against the bicubic-upsampled downscaled FACE (the condition, downscaled by --scale with Pillow bicubic) is diffused to step t and decoded from t; then only the box of the decoded image goes back into FACE, so every pixel outside the box stays exactly FACE's.  Small t keeps EYES' content, large t moves toward what fits FACE (the paper: t = 30, 50, 70).
+
+Default box: the eye band of an aligned square face crop, x 0.15-0.85 of the width and y 0.30-0.50 of the height.  One --t writes the fused image to OUT; several --t write a strip to OUT (eye source, face source, the paste, one image per t) and each fused image beside it with _tT added to the name (strip_t30.png, ...).
+
+Examples:
+
+  srcli fuse eyes.png face.png --t 50 -o fused.png
+
+  srcli fuse eyes.png face.png --t 30 --t 50 --t 70 --box 40,76,216,128 -o strip.png
+"""
+
+
+def _load(path: Path) -> np.ndarray:
+    """8-bit RGB of an input (explore works at 8 bits; transparency is not part of the model)."""
+    if not path.is_file():
+        fail(f"{path}: no such file")
+    try:
+        data = read_image(path)
+    except ImageReadError as exc:
+        fail(str(exc), EXIT_SOME_FAILED)
+    for message in data.warnings:
+        warn(f"{path}: {message}")
+    if data.alpha is not None:
+        warn(f"{path}: transparency ignored")
+    return to_uint8(data.rgb)
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    """Atomic write (srcli.imageio); a failure is one line and exit code 1."""
+    try:
+        write_image(path, ImageData(image))
+    except ImageWriteError as exc:
+        fail(str(exc), EXIT_SOME_FAILED)
+
+
+def _check_common(steps: int, sampler: str, scale: Optional[float]) -> None:
+    """What can be checked before the weights load (T and the default scale come with them)."""
+    with usage_errors():
+        check_steps(steps)
+        check_sampler(sampler)
+        if scale is not None:
+            check_scale(scale)
+
+
+def _parse_numbers(text: str, kind: type, option: str, example: str) -> list[Any]:
+    try:
+        return [kind(part) for part in text.split(",")]
+    except ValueError:
+        fail(f"{option} {text!r}: expected comma-separated numbers like {example}")
+
+
+def _stage_progress(progress) -> Callable[[str, int, int], None]:
+    """An explore callback that shows one progress bar per stage (predictions, t=50, ...)."""
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
+
+
+def _load_pipeline(
+    weights: Optional[str], device: str, precision: str, steps: int, scale: Optional[float]
+) -> tuple[SRPipeline, int, float]:
+    """The pipeline, the steps it will run (at most T) and the scale (the model's default when None),
+    with a warning for a scale the model was not trained on."""
+    with usage_errors():
+        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        scale = check_scale(explore.default_scale(pipe) if scale is None else scale)
+    if steps > pipe.schedule.T:
+        warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
+        steps = pipe.schedule.T
+    low, high = pipe.config.train_scales
+    if pipe.config.fixed_scale is None and not low <= scale <= high:
+        warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
+    return pipe, steps, scale
+
+
+def _say(message: str) -> None:
+    Console(highlight=False).print(message, soft_wrap=True)
+
+
+@app.command("sample-diverse", help=SAMPLE_HELP)
+def sample_diverse_command(
+    input: InputArg,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of samples (one batch).")] = 8,
+    scale: ScaleOpt = None,
+    steps: StepsOpt = DEFAULT_STEPS,
+    seed: Annotated[int, typer.Option("--seed", help="First seed; the samples use seeds S .. S+N-1.")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    temperature: TemperatureOpt = 1.0,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    _check_common(steps, sampler, scale)
+    if n < 1:
+        fail(f"--n must be >= 1, got {n}")
+    image = _load(input)
+    out_dir = out_dir or Path(f"{input.stem}_samples")
+    stem = input.stem
+    paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
+    sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
+    protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
+    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+
+    with progress_bar() as progress, usage_errors():
+        result = explore.sample_diverse(
+            pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
+            callback=_stage_progress(progress),
+        )
+    for s, sample in zip(result.seeds, result.samples):
+        _write(paths[s], sample)
+    _write(sheet_path, explore.contact_sheet(result))
+    _write(sigma_path, explore.heatmap(result.sigma_map, result.mean_sigma))
+
+    h, w = result.samples[0].shape[:2]
+    if json_out:
+        emit_json({
+            "command": "sample-diverse", "input": str(input), "n": n, "seeds": result.seeds, "scale": scale,
+            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature,
+            "samples": [str(paths[s]) for s in result.seeds], "contact_sheet": str(sheet_path),
+            "sigma_map": str(sigma_path), "mean_sigma": round(result.mean_sigma, 4),
+        })
+    else:
+        _say(f"{n} samples {w}x{h} of {input} in {out_dir}/ (sheet {sheet_path.name}, sigma map {sigma_path.name})")
+        _say(f"mean sigma {result.mean_sigma:.2f} (per-pixel std across samples, 0-255)")
+
+
+# The design card's short name; hidden so --help lists the command once.
+app.command("sample", help=SAMPLE_HELP, hidden=True)(sample_diverse_command)
+
+
+@app.command("interpolate", help=INTERP_HELP)
+def interpolate_command(
+    input: InputArg,
+    t: Annotated[int, typer.Option("--t", help="Diffusion step t in [0, T] both predictions are diffused to.")] = 50,
+    lambdas: Annotated[str, typer.Option("--lambdas", help="Comma-separated mixing weights in [0, 1].")] = "0,0.4,0.8,1.0",
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="A,B: the seeds of the two SR predictions (default S+1,S+2).")] = None,
+    pair: Annotated[Optional[tuple[Path, Path]], typer.Option("--pair", help="Two SR images of INPUT (same size) instead of --seeds.")] = None,
+    scale: ScaleOpt = None,
+    steps: StepsOpt = DEFAULT_STEPS,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_interp/).")] = None,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    temperature: TemperatureOpt = 1.0,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    _check_common(steps, sampler, scale)
+    if t < 0:
+        fail(f"t must be in [0, T] (the model's T), got {t}")
+    with usage_errors():
+        lams = explore.check_lambdas(_parse_numbers(lambdas, float, "--lambdas", "0,0.4,0.8,1.0"))
+    if len(set(lams)) != len(lams):
+        fail(f"--lambdas {lambdas!r}: every lambda may appear only once")
+    seed_pair = None
+    if seeds is not None:
+        if pair is not None:
+            fail("give either --seeds or --pair, not both")
+        seed_pair = _parse_numbers(seeds, int, "--seeds", "3,7")
+        if len(seed_pair) != 2:
+            fail(f"--seeds {seeds!r}: expected two seeds A,B")
+    image = _load(input)
+    images_pair = None if pair is None else (_load(pair[0]), _load(pair[1]))
+    out_dir = out_dir or Path(f"{input.stem}_interp")
+    paths = [out_dir / f"{input.stem}_lam{lam:g}.png" for lam in lams]
+    strip_path = out_dir / f"{input.stem}_strip.png"
+    protect_inputs([*paths, strip_path], [input, *(pair or ())])
+    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+
+    with progress_bar() as progress, usage_errors():
+        result = explore.latent_interpolation(
+            pipe, image, t=t, lambdas=lams, seeds=None if seed_pair is None else tuple(seed_pair), pair=images_pair,
+            scale=None if pair else scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
+            callback=_stage_progress(progress),
+        )
+    for path, img in zip(paths, result.images):
+        _write(path, img)
+    _write(strip_path, explore.interpolation_strip(result))
+
+    if json_out:
+        for lam, path in zip(result.lambdas, paths):
+            emit_json({"command": "interpolate", "input": str(input), "t": t, "lambda": lam, "output": str(path),
+                       "seeds": None if result.seeds is None else list(result.seeds), "seed": seed, "steps": steps})
+        emit_json({"command": "interpolate", "input": str(input), "t": t, "strip": str(strip_path)})
+    else:
+        source = "the given pair" if result.seeds is None else f"seeds {result.seeds[0]} and {result.seeds[1]}"
+        _say(f"{len(paths)} interpolations at t={t} between {source} in {out_dir}/ (strip {strip_path.name})")
+
+
+def _parse_box(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    try:
+        box = tuple(int(p) for p in parts)
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        fail(f"--box {text!r}: expected four integers x0,y0,x1,y1 (pixels, end-exclusive)")
+    return box
+
+
+@app.command("fuse", help=FUSE_HELP)
+def fuse_command(
+    eyes: Annotated[Path, typer.Argument(help="The eye source (HR image).", show_default=False)],
+    face: Annotated[Path, typer.Argument(help="The face source (HR image of the same size).", show_default=False)],
+    t: Annotated[Optional[list[int]], typer.Option("--t", help="Diffusion step t in [0, T]; repeat for a strip. Default: 50.")] = None,
+    box: Annotated[Optional[str], typer.Option("--box", help="x0,y0,x1,y1 in pixels (end-exclusive). Default: the eye band x 0.15-0.85, y 0.30-0.50.")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Downscaling of FACE for the condition, in (1, 8] (the paper: 8 for faces). {SCALE_DEFAULT}")] = None,
+    steps: StepsOpt = DEFAULT_STEPS,
+    seed: SeedOpt = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,
+    sampler: SamplerOpt = DEFAULT_SAMPLER,
+    temperature: TemperatureOpt = 1.0,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    _check_common(steps, sampler, scale)
+    ts = t or [50]
+    if any(v < 0 for v in ts):
+        fail(f"t must be in [0, T] (the model's T), got {min(ts)}")
+    if len(set(ts)) != len(ts):
+        fail(f"--t {','.join(map(str, ts))}: every t may appear only once")
+    pixel_box = None if box is None else _parse_box(box)
+    eyes_img, face_img = _load(eyes), _load(face)
+    if eyes_img.shape != face_img.shape:
+        fail(f"{eyes} is {eyes_img.shape[1]}x{eyes_img.shape[0]} but {face} is {face_img.shape[1]}x{face_img.shape[0]}: fuse needs two images of one size")
+    with usage_errors():
+        explore.resolve_box(pixel_box, face_img.shape[1], face_img.shape[0])
+    out = out or Path(f"{face.stem}_fused.png")
+    try:
+        output_format(out)
+    except ValueError as exc:
+        fail(str(exc))
+    per_t = {v: out.with_name(f"{out.stem}_t{v}{out.suffix}") for v in ts} if len(ts) > 1 else {ts[0]: out}
+    protect_inputs([out, *per_t.values()], [eyes, face])
+    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+
+    with progress_bar() as progress, usage_errors():
+        result = explore.content_fusion(
+            pipe, eyes_img, face_img, t=ts, box=pixel_box, scale=scale, steps=steps, seed=seed, sampler=sampler,
+            temperature=temperature, callback=_stage_progress(progress),
+        )
+    for v, img in zip(result.ts, result.images):
+        _write(per_t[v], img)
+    if len(ts) > 1:
+        _write(out, explore.fusion_strip(result, eyes_img, face_img))
+
+    if json_out:
+        for v in result.ts:
+            emit_json({"command": "fuse", "eyes": str(eyes), "face": str(face), "t": v, "output": str(per_t[v]),
+                       "box": list(result.box), "scale": scale, "steps": steps, "seed": seed})
+        if len(ts) > 1:
+            emit_json({"command": "fuse", "eyes": str(eyes), "face": str(face), "strip": str(out)})
+    else:
+        where = f"strip {out}, images {', '.join(p.name for p in per_t.values())}" if len(ts) > 1 else str(out)
+        _say(f"fused box {','.join(map(str, result.box))} at t={','.join(map(str, ts))}: {where}")

@@ -1,0 +1,139 @@
+"""``srcli train``: Algorithm 1 on a folder of HR photographs (encoder pretraining, then diffusion)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import torch
+import typer
+
+from ..checkpoint import CheckpointError, read_metadata
+from ..nets import ModelConfig
+from ..train import TrainConfig, Trainer, default_state_dir, rank, setup_distributed
+from .app import app
+from .common import EXIT_USAGE, err_console, fail, progress_bar
+
+HELP = """Train a scale-free SRDiff model on a folder of HR images (LR made on the fly).
+
+Stage 1 pretrains the RRDB encoder with an L1 loss; stage 2 trains the noise predictor with
+Algorithm 1 on the residual, encoder frozen.  The full resume state lives outside the repository
+(--state-dir, default ~/.cache/srcli/train/NAME); --out always holds a complete usable model.
+
+Examples:
+
+  srcli prepare-data data/                       # the Debian photo recipe (train/ + val/)
+
+  srcli train --data data/train --val data/val --out weights/mine.safetensors
+
+  srcli train --data data/train --out weights/mine.safetensors --resume   # after an interruption
+
+  torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
+"""
+
+
+def _parse_scales(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in text.replace(":", "-").split("-")] if "-" in text[1:] or ":" in text else [float(text)] * 2
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a scale like 4 or a range like 2-4") from None
+    if len(parts) != 2 or not 1 < parts[0] <= parts[1] <= 8:
+        raise typer.BadParameter(f"{text!r}: scales must lie in (1, 8], low <= high")
+    return parts[0], parts[1]
+
+
+def _parse_mults(text: str) -> tuple[int, ...]:
+    try:
+        mults = tuple(int(m) for m in text.replace("|", ",").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected channel multipliers like 1,2,3,4") from None
+    if not mults or any(m < 1 for m in mults):
+        raise typer.BadParameter(f"{text!r}: multipliers must be positive integers")
+    return mults
+
+
+@app.command("train", help=HELP)
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder of HR training images (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", help="The model file to write (safetensors, EMA weights, fp16).")],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Folder of HR validation images (fixed split).")] = None,
+    scale: Annotated[str, typer.Option("--scale", help="Training scale or range, e.g. 4 or 2-4 (one per batch).")] = "2-4",
+    encoder_steps: Annotated[int, typer.Option(help="Stage 1 steps (RRDB encoder, L1).")] = 5000,
+    steps: Annotated[int, typer.Option(help="Stage 2 steps (noise predictor, Algorithm 1).")] = 100000,
+    batch: Annotated[int, typer.Option(help="Patches per step (per process under torchrun).")] = 16,
+    patch: Annotated[int, typer.Option(help="HR patch size in pixels.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
+    lr_halve_every: Annotated[int, typer.Option(help="Halve the learning rate every N steps of a stage.")] = 40000,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay of the noise predictor's weights.")] = 0.999,
+    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = 10.0,
+    unet_dim: Annotated[int, typer.Option(help="U-Net base width c (the paper: 64; measured best on CPUs: 32).")] = 32,
+    unet_mults: Annotated[str, typer.Option(help="U-Net channel multipliers.")] = "1,2,3,4",
+    rrdb_blocks: Annotated[int, typer.Option(help="RRDB blocks of the LR encoder.")] = 8,
+    rrdb_nf: Annotated[int, typer.Option(help="RRDB feature channels.")] = 32,
+    rrdb_gc: Annotated[int, typer.Option(help="RRDB growth channels.")] = 16,
+    timesteps: Annotated[int, typer.Option(help="Diffusion steps T.")] = 100,
+    schedule: Annotated[str, typer.Option(help="Noise schedule: cosine or linear.")] = "cosine",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise.")] = 0,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (atomic).")] = 250,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 1000,
+    val_steps: Annotated[int, typer.Option(help="Sampling steps used in validation.")] = 20,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue: exactly from the state, or from --out alone.")] = False,
+    state_dir: Annotated[Optional[Path], typer.Option(help="Where the full resume state lives.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this wall time.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda (DDP: one process per device).")] = "cpu",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: torch's choice).")] = None,
+) -> None:
+    scales = _parse_scales(scale)
+    if not data.is_dir():
+        fail(f"--data {data}: not a directory")
+    if val is not None and not val.is_dir():
+        fail(f"--val {val}: not a directory")
+    for name, value in (("--steps", steps), ("--encoder-steps", encoder_steps)):
+        if value < 0:
+            fail(f"{name} must be >= 0")
+    if batch < 1 or patch < 16:
+        fail("--batch must be >= 1 and --patch >= 16")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device is available on this machine")
+    state = state_dir or default_state_dir(str(out))
+    has_state = (state / "state.pt").is_file()
+    if not resume and (has_state or out.exists()):
+        fail(f"{out if out.exists() else state}: exists; pass --resume to continue it, or choose another --out")
+    model_cfg = ModelConfig(
+        unet_dim=unet_dim, unet_mults=_parse_mults(unet_mults), rrdb_blocks=rrdb_blocks, rrdb_nf=rrdb_nf,
+        rrdb_gc=rrdb_gc, timesteps=timesteps, train_scales=scales,
+    )
+    if resume and out.exists():  # the file's own architecture wins over the command line's
+        try:
+            model_cfg = ModelConfig.from_json(read_metadata(out)["config"])
+        except (CheckpointError, KeyError, ValueError) as exc:
+            fail(f"--resume: cannot read the model config of {out} ({exc})")
+    if threads:
+        torch.set_num_threads(threads)
+    setup_distributed()
+    cfg = TrainConfig(
+        data=str(data), out=str(out), val=str(val) if val else None, state_dir=str(state),
+        encoder_steps=encoder_steps, steps=steps, batch=batch, patch=patch, lr=lr, lr_halve_every=lr_halve_every,
+        grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
+        save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
+    )
+    log = (lambda msg: err_console.print(msg, markup=False, highlight=False, soft_wrap=True)) if rank() == 0 else (lambda msg: None)
+    try:
+        trainer = Trainer(cfg, log=log, device=device)
+        log(trainer.resume() if resume else "starting fresh")
+    except (ValueError, CheckpointError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    with progress_bar(enabled=rank() == 0 and err_console.is_terminal) as bar:
+        task = bar.add_task("training", total=trainer.total_steps, completed=trainer.step)
+
+        def on_progress(step: int, total: int, record: dict) -> None:
+            bar.update(task, completed=step, description=f"{record['stage']} loss {record['loss']:.4f} {record['steps_per_s']:.2f} it/s")
+            if not err_console.is_terminal and rank() == 0:
+                log(json.dumps(record))
+
+        trainer.run(progress=on_progress, max_seconds=max_minutes * 60 if max_minutes else None)
+    # every rank reports: under DDP the replicas must agree (the DDP test checks this line)
+    err_console.print(f"rank {rank()} parameter checksum {trainer.parameter_checksum():.10e}", highlight=False)
+    if rank() == 0:
+        log(f"wrote {out} at step {trainer.step}")

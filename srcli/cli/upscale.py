@@ -1,0 +1,236 @@
+"""``srcli upscale``: super-resolve image files in resumable, shardable batches."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..fsutil import remove_stale_temps
+from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, write_image
+from ..ops import scaled_size
+from ..pipeline import (
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_steps, check_strength,
+    check_tile, check_tile_batch, resolve_device, resolve_precision,
+)
+from .app import app
+from .common import (
+    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, apply_pixel_limit,
+    emit_json, err_console, error, expand_inputs, parse_shard, progress_bar, protect_inputs, take_shard,
+    usage_errors, warn,
+)
+
+_HELP = f"""Upscale images by --scale with the diffusion model.
+
+INPUT is any mix of image files, directories (the images directly inside; not subfolders) and
+quoted glob patterns ('photos/**/*.jpg' walks a tree).  PNG, JPEG, WebP, TIFF, BMP and GIF (first
+frame) are read; grayscale stays grayscale, alpha is upscaled with Lanczos, 16-bit grayscale
+PNG/TIFF is processed and written at 16 bits, the ICC profile is kept.
+
+Outputs go next to each input as NAME_x4.EXT (NAME_x2.5.EXT at 2.5x; GIF inputs give PNG), into a
+directory with -o DIR, or to -o FILE for a single input (the format follows the suffix).  An input
+is never overwritten, and an input that is another input's output (an earlier run's result) is left
+out.  Outputs are written atomically; an output that already exists complete is skipped, so
+rerunning an interrupted batch finishes it (--overwrite redoes everything).  --shard I/N takes every
+N-th file of the sorted input list starting at the I-th, for N parallel processes.
+
+Large images run in overlapping tiles (--tile, HR px; default: the largest that fits a memory
+budget) blended without seams; the noise is tied to HR pixel positions, so the tile size does not
+change the result beyond tiny differences at tile borders.  Inputs above Pillow's decompression-bomb
+limit are refused; set {PIXEL_LIMIT_ENV} to change it.
+
+Examples:
+
+  srcli upscale photo.png --scale 4
+
+  srcli upscale photo.jpg --scale 2.5 -o big.png --steps 50 --seed 7
+
+  srcli upscale photos/ --scale 2 -o upscaled/ --json > results.jsonl
+
+  srcli upscale 'scans/**/*.tif' --scale 4 --tile 256 --shard 2/4
+
+  srcli upscale face.png --scale 4 --sampler ddim --steps 10 --strength 0.4
+
+Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage error.
+"""
+# one line per paragraph, so the terminal (not the source) decides where lines break
+HELP = "\n\n".join(p if p.startswith(" ") else " ".join(p.split()) for p in _HELP.strip().split("\n\n"))
+
+
+def output_name(src: Path, scale: float) -> str:
+    """NAME_x4.EXT; the input's suffix when srcli writes that format, else .png."""
+    suffix = src.suffix if src.suffix.lower() in FORMATS else ".png"
+    return f"{src.stem}_x{scale:g}{suffix}"
+
+
+def plan_outputs(inputs: list[Path], output: Optional[str], scale: float) -> list[Path]:
+    """Where each input goes (raises ``UsageError`` for an impossible -o)."""
+    if output is None:
+        return [src.with_name(output_name(src, scale)) for src in inputs]
+    out = Path(output).expanduser()
+    as_dir = out.is_dir() or output.endswith(("/", "\\")) or not out.suffix
+    if not as_dir:
+        if len(inputs) > 1:
+            raise UsageError(f"-o {output}: several inputs need an output directory, not a file name")
+        try:
+            output_format(out)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {output}: exists and is not a directory")
+    return [out / output_name(src, scale) for src in inputs]
+
+
+def drop_earlier_outputs(inputs: list[Path], scale: float) -> list[Path]:
+    """Leave out inputs that are the default outputs of other inputs (results of an earlier run
+    found again when a directory is listed)."""
+    derived = {src.with_name(output_name(src, scale)).resolve() for src in inputs}
+    return [src for src in inputs if src.resolve() not in derived]
+
+
+def check_collisions(inputs: list[Path], outputs: list[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, outputs):
+        first = seen.setdefault(dst.resolve(), src)
+        if first is not src:
+            raise UsageError(f"{first} and {src} would both be written to {dst}; use separate runs or the default output")
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({text}); try a smaller --tile"
+    return text
+
+
+@app.command("upscale", help=HELP, no_args_is_help=True)
+def upscale_command(
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT...", help="Image files, directories or quoted glob patterns.", show_default=False)
+    ],
+    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor, e.g. 4 or 2.5 (1 < S <= 8).", show_default=False)],
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output file (one input) or directory. Default: next to each input.")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
+    seed: SeedOpt = 0,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    tile: Annotated[
+        Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget.")
+    ] = None,
+    tile_batch: Annotated[
+        Optional[int], typer.Option("--tile-batch", help="Tiles of one image per network batch. Default: 4 on CUDA, 1 on CPU.")
+    ] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, respaced) or ddim.")] = DEFAULT_SAMPLER,
+    strength: Annotated[
+        float,
+        typer.Option("--strength", help="Start the reverse process at this fraction of T from the noised bicubic image (Diff-SR); 1 = from pure noise."),
+    ] = 1.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    # every argument is checked before any file is read or any model loaded
+    with usage_errors():
+        scale = check_scale(scale)
+        check_steps(steps)
+        check_tile(tile)
+        check_tile_batch(tile_batch)
+        check_sampler(sampler)
+        strength = check_strength(strength)
+        resolve_precision(precision, resolve_device(device))
+        shard_spec = parse_shard(shard)
+        apply_pixel_limit()
+        found, unmatched = expand_inputs(inputs, INPUT_SUFFIXES)
+        found = drop_earlier_outputs(found, scale)
+        outputs = plan_outputs(found, output, scale)
+        check_collisions(found, outputs)
+    protect_inputs(outputs, found)
+    items = take_shard(list(zip(found, outputs)), shard_spec)
+
+    with usage_errors():
+        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        fixed = pipe.config.fixed_scale
+        if fixed is not None and scale != fixed:
+            raise UsageError(f"{pipe.source}: this checkpoint upscales by {fixed}x only, not {scale:g}x")
+    if steps > pipe.schedule.T:
+        warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
+        steps = pipe.schedule.T
+    low, high = pipe.config.train_scales
+    if fixed is None and not low <= scale <= high:
+        warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
+
+    failed = 0
+    for spec, reason in unmatched:
+        failed += 1
+        error(f"{spec}: {reason}")
+        if json_output:
+            emit_json({"input": spec, "output": None, "status": "error", "error": f"{spec}: {reason}"})
+
+    counts = {"ok": 0, "skipped": 0}
+    settings = {"scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength}
+    with progress_bar() as progress:
+        images_task = progress.add_task("images", total=len(items))
+        steps_task = progress.add_task("", total=None, visible=False)
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(steps_task, completed=done, total=total)
+
+        for src, dst in items:
+            progress.reset(steps_task, total=None, description=f"  {src.name}", visible=True)
+            record = _process(pipe, src, dst, settings, tile, tile_batch, overwrite, on_step)
+            progress.advance(images_task)
+            if record["status"] == "error":
+                failed += 1
+                error(record["error"])
+            else:
+                counts[record["status"]] += 1
+                for message in record.get("warnings", []):
+                    warn(f"{src}: {message}")
+            if json_output:
+                emit_json(record)
+        progress.update(steps_task, visible=False)
+
+    summary = f"{counts['ok']} written, {counts['skipped']} already complete (skipped), {failed} failed"
+    err_console.print(summary, highlight=False)
+    raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _process(
+    pipe: SRPipeline,
+    src: Path,
+    dst: Path,
+    settings: dict[str, Any],
+    tile: Optional[int],
+    tile_batch: Optional[int],
+    overwrite: bool,
+    on_step,
+) -> dict[str, Any]:
+    """Upscale one file; never raises for a bad file (the record says what went wrong)."""
+    record: dict[str, Any] = {"input": str(src), "output": str(dst)}
+    start = time.perf_counter()
+    try:
+        remove_stale_temps(dst)  # left by a run killed while writing this output
+        image = read_image(src)
+        out_size = scaled_size(image.size, settings["scale"])
+        if not overwrite and is_complete_image(dst, out_size):
+            return {**record, "status": "skipped", "height": out_size[0], "width": out_size[1]}
+        result = pipe.upscale_image(
+            image, settings["scale"], settings["steps"], settings["seed"], settings["sampler"],
+            strength=settings["strength"], callback=on_step, tile=tile, tile_batch=tile_batch,
+        )
+        written = write_image(dst, result)
+    except (ImageReadError, ImageWriteError) as exc:
+        return {**record, "status": "error", "error": str(exc)}
+    except (UsageError, ValueError, RuntimeError, MemoryError, OSError) as exc:
+        return {**record, "status": "error", "error": f"{src}: {_reason(exc)}"}
+    return {
+        **record, **settings, "status": "ok", "height": out_size[0], "width": out_size[1],
+        "seconds": round(time.perf_counter() - start, 3),
+        "warnings": image.warnings + written,
+    }

@@ -1,0 +1,322 @@
+"""Evaluation on a folder of HR images with the protocol of DESIGN.md section 4.
+
+    pipe = SRPipeline.from_pretrained()
+    report = evaluate_folder("val/", pipe, scale=4, steps=25, samples=4)
+    print(report.mean()["srcli"].psnr_y)
+
+For every HR image: crop it so the scale divides it (``protocol_pair``), make the LR input with the
+protocol's degradation (Pillow bicubic on 8-bit RGB), upscale the LR input with srcli (through
+``SRPipeline.upscale``, exactly what ``srcli upscale`` does) and with the baselines, and score every
+output against the cropped HR image: PSNR and SSIM on Y with a ceil(scale) border, LR-PSNR, and with
+several samples the diversity sigma.  Sample k of every image uses seed ``seed + k``, so any output
+can be reproduced with ``srcli upscale LR.png --seed SEED+k``.
+
+Fractional scales: the LR size is floor(HR size / scale) and the HR image is cropped (top-left) to
+round(LR size * scale), which is the output size ``srcli upscale`` gives for that LR size.  For an
+integer scale this is the usual crop of the HR image to a multiple of the scale.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .data import textured_crops
+from .imageio import ImageReadError, list_images, load_rgb8
+from .metrics import border_for, degrade, diversity_sigma, lr_psnr, psnr_y, ssim_y
+from .ops import tensor_to_uint8
+from .pipeline import (
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_steps, check_strength,
+    check_tile,
+)
+
+SRCLI = "srcli"
+# Pillow filters of the interpolation baselines; "encoder" is the checkpoint's RRDB regression head
+# (the paper's "RRDB (L1)" row), which needs a loaded pipeline.
+INTERPOLATION_BASELINES = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+BASELINES = (*INTERPOLATION_BASELINES, "encoder")
+DEFAULT_BASELINES = ("bicubic", "lanczos")
+SSIM_WINDOW = 11
+
+
+@dataclass
+class Scores:
+    """One method on one image (or averaged over images).  With several samples PSNR, SSIM and
+    LR-PSNR are means over the samples, ``sigma`` their diversity and ``seconds`` the time per sample."""
+
+    psnr_y: float
+    ssim_y: float
+    lr_psnr: float
+    seconds: float
+    sigma: Optional[float] = None
+
+
+@dataclass
+class ImageResult:
+    name: str
+    hr_size: tuple[int, int]  # (W, H) of the cropped HR image
+    lr_size: tuple[int, int]  # (W, H)
+    scores: dict[str, Scores] = field(default_factory=dict)
+
+
+@dataclass
+class EvalReport:
+    settings: dict[str, Any]
+    images: list[ImageResult] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    @property
+    def methods(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for image in self.images:
+            seen.update(dict.fromkeys(image.scores))
+        return list(seen)
+
+    def mean(self) -> dict[str, Scores]:
+        """Per-method means over images (PSNR averaged in dB, as the SR literature reports it)."""
+        out = {}
+        for method in self.methods:
+            rows = [im.scores[method] for im in self.images if method in im.scores]
+            sigmas = [r.sigma for r in rows if r.sigma is not None]
+            out[method] = Scores(
+                psnr_y=float(np.mean([r.psnr_y for r in rows])),
+                ssim_y=float(np.mean([r.ssim_y for r in rows])),
+                lr_psnr=float(np.mean([r.lr_psnr for r in rows])),
+                seconds=float(np.mean([r.seconds for r in rows])),
+                sigma=float(np.mean(sigmas)) if sigmas else None,
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data; an infinite PSNR (identical images) becomes null."""
+        return _finite(
+            {
+                "settings": self.settings,
+                "methods": self.methods,
+                "images": [asdict(im) for im in self.images],
+                "mean": {m: asdict(s) for m, s in self.mean().items()},
+                "failed": [{"name": n, "error": e} for n, e in self.failed],
+            }
+        )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def check_baselines(names: Sequence[str], pipeline_loaded: bool = True) -> tuple[str, ...]:
+    """Validate baseline names (order kept, duplicates dropped)."""
+    out = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+    unknown = [n for n in out if n not in BASELINES]
+    if unknown:
+        raise UsageError(f"unknown baseline {unknown[0]!r} (choose from {', '.join(BASELINES)})")
+    if "encoder" in out and not pipeline_loaded:
+        raise UsageError("the encoder baseline needs a loaded checkpoint")
+    return out
+
+
+def protocol_pair(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(HR cropped top-left to round(LR size * scale), LR = protocol degradation of it).
+
+    The LR size is floor(HR size / scale); for integer scales this crops HR to a multiple of the
+    scale.  Raises ValueError when the image is too small for the scale and the metrics' border."""
+    h, w = hr.shape[:2]
+    lr_h, lr_w = math.floor(h / scale + 1e-9), math.floor(w / scale + 1e-9)
+    hr_h, hr_w = round(lr_h * scale), round(lr_w * scale)
+    if lr_h < 1 or lr_w < 1 or min(hr_h, hr_w) - 2 * border_for(scale) < SSIM_WINDOW:
+        raise ValueError(f"{w}x{h} is too small to evaluate at {scale:g}x")
+    hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
+    return hr, degrade(hr, (lr_w, lr_h))
+
+
+def interpolate(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
+    """An interpolation baseline: Pillow resize of the 8-bit LR image to ``size`` = (W, H)."""
+    return np.asarray(Image.fromarray(lr).resize(size, INTERPOLATION_BASELINES[method]))
+
+
+def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float) -> Scores:
+    border = border_for(scale)
+    return Scores(psnr_y(sr, hr, border), ssim_y(sr, hr, border), lr_psnr(sr, lr), seconds)
+
+
+def score_samples(samples: Sequence[np.ndarray], hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float) -> Scores:
+    """Mean scores over the samples of one input, plus sigma when there are several."""
+    each = [score(s, hr, lr, scale, seconds) for s in samples]
+    return Scores(
+        psnr_y=float(np.mean([e.psnr_y for e in each])),
+        ssim_y=float(np.mean([e.ssim_y for e in each])),
+        lr_psnr=float(np.mean([e.lr_psnr for e in each])),
+        seconds=seconds,
+        sigma=diversity_sigma(samples) if len(samples) > 1 else None,
+    )
+
+
+def _encoder_output(pipeline: SRPipeline, lr: np.ndarray, hr_hw: tuple[int, int]) -> np.ndarray:
+    x = pipeline.to_input(lr)
+    with torch.inference_mode(), pipeline._autocast():
+        return tensor_to_uint8(pipeline.model.rrdb(x, hr_hw))
+
+
+def comparison_panel(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop: int = 128) -> Image.Image:
+    """LR (nearest-upscaled), bicubic, srcli and HR side by side, cropped to the most textured
+    ``crop`` px square of the HR image and enlarged 2x (nearest) so detail is visible."""
+    h, w = hr.shape[:2]
+    size = min(crop, h, w)
+    y, x = textured_crops(hr, size, 1)[0]
+    nearest = np.asarray(Image.fromarray(lr).resize((w, h), Image.NEAREST))
+    zoom = 2 if size <= 256 else 1
+    labels = ("LR (nearest)", "bicubic", SRCLI, "HR")
+    gap, caption = 4, 14
+    side = size * zoom
+    panel = Image.new("RGB", (4 * side + 3 * gap, side + caption), "white")
+    draw = ImageDraw.Draw(panel)
+    font = ImageFont.load_default()
+    for i, (label, img) in enumerate(zip(labels, (nearest, bicubic, sr, hr))):
+        tile = Image.fromarray(img[y : y + size, x : x + size]).resize((side, side), Image.NEAREST)
+        left = i * (side + gap)
+        panel.paste(tile, (left, caption))
+        draw.text((left + 2, 1), label, fill="black", font=font)
+    return panel
+
+
+def _safe_name(name: str) -> str:
+    return Path(name).with_suffix("").as_posix().replace("/", "__")
+
+
+def evaluate_images(
+    images: Sequence[tuple[str, np.ndarray | Callable[[], np.ndarray]]],
+    pipeline: Optional[SRPipeline],
+    scale: float = 4.0,
+    steps: Optional[int] = DEFAULT_STEPS,
+    sampler: str = DEFAULT_SAMPLER,
+    samples: int = 1,
+    seed: int = 0,
+    strength: float = 1.0,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    save_dir: Optional[str | Path] = None,
+    tile: Optional[int] = None,
+    on_image: Optional[Callable[[int, int, str], None]] = None,
+    on_step: Optional[Callable[[int, int], None]] = None,
+) -> EvalReport:
+    """Evaluate srcli (when ``pipeline`` is given) and the baselines on (name, HR uint8 array or a
+    loader returning one) pairs.  ``tile`` is passed to ``SRPipeline.upscale`` (None: auto, 0: off).
+    A loader that raises ImageReadError, or an image too small for the scale, is recorded in
+    ``report.failed`` and the others go on.  Bad arguments raise UsageError before any work."""
+    scale = check_scale(scale)
+    if samples < 1:
+        raise UsageError(f"samples must be >= 1, got {samples}")
+    if pipeline is not None:
+        steps = check_steps(steps)
+        check_sampler(sampler)
+        strength = check_strength(strength)
+        check_tile(tile)
+        fixed = pipeline.config.fixed_scale
+        if fixed is not None and scale != fixed:
+            raise UsageError(f"this checkpoint is fixed to {fixed}x; evaluate it with --scale {fixed}")
+    baselines = check_baselines(baselines, pipeline is not None)
+    if pipeline is None and not baselines:
+        raise UsageError("nothing to evaluate: no checkpoint and no baselines")
+    out_dir = Path(save_dir) if save_dir is not None else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    settings: dict[str, Any] = {
+        "scale": scale, "border": border_for(scale), "baselines": list(baselines),
+        "degradation": "Pillow bicubic on 8-bit RGB", "metrics_channel": "Y (BT.601)",
+    }
+    if pipeline is not None:
+        settings.update(
+            steps=steps, sampler=sampler, samples=samples, seed=seed, strength=strength, tile=tile,
+            **pipeline.describe()
+        )
+    report = EvalReport(settings)
+    for index, (name, source) in enumerate(images):
+        if on_image is not None:
+            on_image(index, len(images), name)
+        try:
+            hr_full = source() if callable(source) else source
+            hr, lr = protocol_pair(hr_full, scale)
+        except (ImageReadError, ValueError) as exc:
+            report.failed.append((name, str(exc)))
+            continue
+        size = (hr.shape[1], hr.shape[0])
+        result = ImageResult(name, size, (lr.shape[1], lr.shape[0]))
+        outputs: dict[str, np.ndarray] = {}
+        for method in baselines:
+            start = time.perf_counter()
+            if method == "encoder":
+                out = _encoder_output(pipeline, lr, (size[1], size[0]))
+            else:
+                out = interpolate(lr, size, method)
+            result.scores[method] = score(out, hr, lr, scale, time.perf_counter() - start)
+            outputs[method] = out
+        if pipeline is not None:
+            srs, start = [], time.perf_counter()
+            for k in range(samples):
+                sr = pipeline.upscale(
+                    lr, scale=scale, steps=steps, seed=seed + k, sampler=sampler, strength=strength, callback=on_step,
+                    tile=tile,
+                )
+                srs.append(np.asarray(sr))
+            if srs[0].shape != hr.shape:  # a broken invariant of protocol_pair / scaled_size, not user error
+                raise RuntimeError(f"{name}: srcli output {srs[0].shape} does not match the HR crop {hr.shape}")
+            result.scores[SRCLI] = score_samples(srs, hr, lr, scale, (time.perf_counter() - start) / samples)
+            if out_dir is not None:
+                stem = _safe_name(name)
+                Image.fromarray(srs[0]).save(out_dir / f"{stem}_{SRCLI}.png")
+                bicubic = outputs.get("bicubic")
+                if bicubic is None:
+                    bicubic = interpolate(lr, size, "bicubic")
+                comparison_panel(lr, bicubic, srs[0], hr).save(out_dir / f"{stem}_compare.png")
+        report.images.append(result)
+    return report
+
+
+def _load(path: Path) -> np.ndarray:
+    try:
+        return load_rgb8(path)
+    except ImageReadError as exc:  # the report names the image already
+        raise ImageReadError(str(exc).replace(f"{path}: ", "", 1)) from None
+
+
+def evaluate_folder(
+    hr_dir: str | Path,
+    pipeline: Optional[SRPipeline],
+    limit: Optional[int] = None,
+    **kwargs: Any,
+) -> EvalReport:
+    """``evaluate_images`` on the images in (and below) ``hr_dir``, sorted by path; ``limit`` takes
+    the first N.  Images are read one at a time."""
+    folder = Path(hr_dir)
+    if not folder.is_dir():
+        raise UsageError(f"{hr_dir}: not a folder")
+    paths = list_images(folder)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError(f"limit must be >= 1, got {limit}")
+        paths = paths[:limit]
+    if not paths:
+        raise UsageError(f"{hr_dir}: no images found")
+    images = [(p.relative_to(folder).as_posix(), lambda p=p: _load(p)) for p in paths]
+    report = evaluate_images(images, pipeline, **kwargs)
+    report.settings["hr_dir"] = str(folder)
+    return report
+
+
+__all__ = [
+    "SRCLI", "BASELINES", "DEFAULT_BASELINES", "Scores", "ImageResult", "EvalReport", "check_baselines",
+    "protocol_pair", "interpolate", "score", "score_samples", "comparison_panel", "evaluate_images",
+    "evaluate_folder",
+]

@@ -1,0 +1,56 @@
+"""Atomic file writes, shared by checkpoints, training state and images.
+
+A file is written to a temporary ``.NAME.XXXXXXXX.tmp`` beside its destination and renamed over it,
+so a reader (or a rerun after ``kill -9``) sees either the old file or the complete new one.  The
+temporary names are defined here only, so that stale ones left by a killed process can be found.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+_TMP_SUFFIX = ".tmp"
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def atomic_write_bytes(path: Path, write: Callable[[str], object]) -> None:
+    """Write through a temporary file in the same directory, then rename: never a half-written file.
+    ``write(tmp_path)`` produces the content; the parent directory is created when missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete temporaries of ``path`` left by an interrupted ``atomic_write_bytes``; returns how many.
+    Only safe when no other process is writing ``path`` at the same time."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return 0
+    removed = 0
+    for tmp in path.parent.glob(f"{glob.escape(_tmp_prefix(path))}*{_TMP_SUFFIX}"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:  # another cleaner got there first
+            pass
+    return removed
+

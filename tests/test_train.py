@@ -1,0 +1,145 @@
+"""The trainer: exact resume, continuing from the shipped weights alone, bad data, CLI and DDP."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import TINY, tiny_config
+from srcli.checkpoint import load_checkpoint
+from srcli.cli import app
+from srcli.train import TrainConfig, Trainer
+
+TINY_FLAGS = [
+    "--unet-dim", "8", "--unet-mults", "1,2", "--rrdb-blocks", "2", "--rrdb-nf", "8", "--rrdb-gc", "4",
+    "--timesteps", "20", "--batch", "2", "--patch", "24",
+]
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """Three small textured 'photos' and one validation crop."""
+    rng = np.random.default_rng(0)
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir()
+    val.mkdir()
+    for i in range(3):
+        y, x = np.mgrid[0:72, 0:80]
+        img = np.stack([np.sin(x / (3 + i)) * 90 + 120, np.cos(y / 4) * 80 + 120, (x + y) % 255], -1)
+        img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(train / f"p{i}.png")
+    Image.fromarray(img[:48, :48]).save(val / "v.png")
+    return tmp_path
+
+
+def _config(photo_dir: Path, tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(photo_dir / "train"), out=str(tmp_path / "w.safetensors"), state_dir=str(tmp_path / "state"),
+        encoder_steps=3, steps=4, batch=2, patch=24, save_every=2, val_every=1000, log_every=1,
+        model=tiny_config(), seed=5,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(trainer: Trainer) -> dict:
+    state = {f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()}
+    state.update({f"ema.{k}": v.clone() for k, v in trainer.ema.shadow.state_dict().items()})
+    return state
+
+
+def test_resume_is_exact_across_both_stages(photo_dir, tmp_path):
+    straight = Trainer(_config(photo_dir, tmp_path / "a"), log=lambda m: None)
+    straight.run()
+    # the same run, killed after every single step and resumed from the saved state
+    runs = 0
+    while True:
+        t = Trainer(_config(photo_dir, tmp_path / "b"), log=lambda m: None)
+        t.resume()
+        if t.step >= t.total_steps:
+            break
+        t.run(max_seconds=0)  # stops (with a checkpoint) after one step
+        runs += 1
+    assert runs == 7 and t.step == 7
+    a, b = _weights(straight), _weights(t)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_continue_from_shipped_weights_alone(photo_dir, tmp_path):
+    cfg = _config(photo_dir, tmp_path, steps=2)
+    Trainer(cfg, log=lambda m: None).run()
+    shipped, _, info = load_checkpoint(cfg.out)
+    assert info["encoder_steps_done"] == 3 and info["diffusion_steps_done"] == 2
+    for p in Path(cfg.state_dir).iterdir():
+        p.unlink()
+    t = Trainer(_config(photo_dir, tmp_path, steps=4), log=lambda m: None)
+    message = t.resume()
+    assert "fresh optimizers" in message and t.step == 5
+    for k, v in shipped.rrdb.state_dict().items():
+        assert torch.allclose(t.model.rrdb.state_dict()[k], v)
+    t.run()
+    _, _, info = load_checkpoint(cfg.out)
+    assert info["diffusion_steps_done"] == 4
+
+
+def test_corrupt_training_image_is_skipped(photo_dir, tmp_path):
+    (photo_dir / "train" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (photo_dir / "train" / "tiny.png").write_bytes(b"")
+    messages = []
+    with pytest.warns(UserWarning, match="broken.png"):
+        t = Trainer(_config(photo_dir, tmp_path, steps=1, encoder_steps=1), log=messages.append)
+    assert len(t.sampler.images) == 3
+    assert any("broken.png" in m for m in messages)
+    t.run()
+
+
+def test_validation_reports_all_methods(photo_dir, tmp_path):
+    t = Trainer(_config(photo_dir, tmp_path, val=str(photo_dir / "val"), val_steps=2), log=lambda m: None)
+    t.run()
+    result = t.validate()
+    assert set(result) == {"bicubic", "encoder", "diffusion"}
+    assert all(np.isfinite(v["psnr_y"]) for v in result.values())
+
+
+def test_cli_train_and_refuse_to_clobber(photo_dir, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(photo_dir / "train"), "--out", str(out), "--state-dir", str(tmp_path / "s"),
+            "--encoder-steps", "2", "--steps", "2", "--scale", "2-3.5", *TINY_FLAGS]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model, _, info = load_checkpoint(out)
+    assert model.config.train_scales == (2.0, 3.5)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.output
+    more = runner.invoke(app, [*args[:-len(TINY_FLAGS)], "--resume", "--steps", "3"])
+    assert more.exit_code == 0, more.output
+    assert load_checkpoint(out)[2]["diffusion_steps_done"] == 3
+    bad = runner.invoke(app, ["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x.safetensors")])
+    assert bad.exit_code == 2 and "not a directory" in bad.output
+
+
+def test_ddp_two_cpu_processes(photo_dir, tmp_path):
+    """torchrun with two gloo processes: both ranks train in step and end with identical weights."""
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "srcli", "train", "--data", str(photo_dir / "train"), "--out", str(out),
+           "--state-dir", str(tmp_path / "s"), "--encoder-steps", "2", "--steps", "2", *TINY_FLAGS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sums = dict(re.findall(r"rank (\d) parameter checksum (\S+)", proc.stderr))
+    assert set(sums) == {"0", "1"}, proc.stderr[-2000:]
+    assert sums["0"] == sums["1"]
+    _, _, info = load_checkpoint(out)
+    assert info["world_size"] == 2 and info["diffusion_steps_done"] == 2
