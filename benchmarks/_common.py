@@ -20,8 +20,11 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srcli
 import torch  # noqa: E402
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, val: bool = False) -> argparse.ArgumentParser:
+    """The shared options; ``val`` adds --val for the scripts that read the validation split."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if val:
+        p.add_argument("--val", type=Path, default=None, help="validation folder (default: data/val in or beside the checkout)")
     p.add_argument("--weights", default=None, help="checkpoint (path, name in weights/); default: the shipped model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="a small smoke run; results go to results/quick/")
@@ -85,6 +88,15 @@ def load_pipeline(weights: Optional[str]):
     from srcli.pipeline import SRPipeline
 
     return SRPipeline.from_pretrained(weights, device="cpu", precision="fp32")
+
+
+def val_folder(p: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """--val, else data/val in or beside the checkout; a usage error when there is none."""
+    candidates = [args.val] if args.val else [ROOT / "data" / "val", ROOT.parent / "data" / "val"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    p.error("no validation folder: pass --val, or build data/val with `srcli prepare-data data/`")
 
 
 def results_dir(args: argparse.Namespace) -> Path:

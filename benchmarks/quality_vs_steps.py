@@ -11,22 +11,11 @@ the metrics of DESIGN.md section 4: PSNR/SSIM on Y with a 4 px border, LR-PSNR.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import _common as c
 
 
-def default_val() -> Optional[Path]:
-    for candidate in (c.ROOT / "data" / "val", c.ROOT.parent / "data" / "val"):
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
 def main() -> None:
-    p = c.parser(__doc__)
-    p.add_argument("--val", type=Path, default=None, help="validation folder (default: data/val in or beside the checkout)")
+    p = c.parser(__doc__, val=True)
     p.add_argument("--ddpm", type=int, nargs="*", default=None, help="step counts for ddpm (default 4 8 16 32 100)")
     p.add_argument("--ddim", type=int, nargs="*", default=None, help="step counts for ddim, eta 0 (default 4 8 16)")
     p.add_argument("--scale", type=float, default=4.0)
@@ -34,9 +23,7 @@ def main() -> None:
     args = p.parse_args()
     from srcli.evaluate import SRCLI, evaluate_folder
 
-    val = args.val or default_val()
-    if val is None or not val.is_dir():
-        p.error("no validation folder: pass --val, or build data/val with `srcli prepare-data data/`")
+    val = c.val_folder(p, args)
     threads = c.setup(args)
     grid = {
         "ddpm": args.ddpm if args.ddpm is not None else ([2, 4] if args.quick else [4, 8, 16, 32, 100]),

@@ -11,6 +11,9 @@ output against the cropped HR image: PSNR and SSIM on Y with a ceil(scale) borde
 several samples the diversity sigma.  Sample k of every image uses seed ``seed + k``, so any output
 can be reproduced with ``srcli upscale LR.png --seed SEED+k``.
 
+Scales beyond one pass of the model run as the cascade ``srcli upscale`` runs
+(``pipeline.plan_cascade``); ``strength`` None is the per-scale default, as there.
+
 Fractional scales: the LR size is floor(HR size / scale) and the HR image is cropped (top-left) to
 round(LR size * scale), which is the output size ``srcli upscale`` gives for that LR size.  For an
 integer scale this is the usual crop of the HR image to a multiple of the scale.
@@ -33,8 +36,7 @@ from .imageio import ImageReadError, list_images, load_rgb8
 from .metrics import border_for, degrade, diversity_sigma, lr_psnr, psnr_y, ssim_y
 from .ops import tensor_to_uint8
 from .pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_steps, check_strength,
-    check_tile,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_tile,
 )
 
 SRCLI = "srcli"
@@ -204,28 +206,28 @@ def evaluate_images(
     sampler: str = DEFAULT_SAMPLER,
     samples: int = 1,
     seed: int = 0,
-    strength: float = 1.0,
+    strength: Optional[float] = None,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     save_dir: Optional[str | Path] = None,
     tile: Optional[int] = None,
     on_image: Optional[Callable[[int, int, str], None]] = None,
     on_step: Optional[Callable[[int, int], None]] = None,
+    on_output: Optional[Callable[[str, str, np.ndarray, np.ndarray], None]] = None,
 ) -> EvalReport:
     """Evaluate srcli (when ``pipeline`` is given) and the baselines on (name, HR uint8 array or a
-    loader returning one) pairs.  ``tile`` is passed to ``SRPipeline.upscale`` (None: auto, 0: off).
+    loader returning one) pairs.  ``strength`` None is the per-scale default and ``tile`` (None:
+    auto, 0: off) is passed to ``SRPipeline.upscale``; ``settings["stages"]`` records the passes.
+    ``on_output(name, method, output, hr)`` sees every output (srcli's first sample) with its HR
+    crop, for measures of one's own.
     A loader that raises ImageReadError, or an image too small for the scale, is recorded in
     ``report.failed`` and the others go on.  Bad arguments raise UsageError before any work."""
     scale = check_scale(scale)
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
     if pipeline is not None:
-        steps = check_steps(steps)
         check_sampler(sampler)
-        strength = check_strength(strength)
         check_tile(tile)
-        fixed = pipeline.config.fixed_scale
-        if fixed is not None and scale != fixed:
-            raise UsageError(f"this checkpoint is fixed to {fixed}x; evaluate it with --scale {fixed}")
+        stages = pipeline.stages(scale, steps, strength)  # checks steps, strength and a fixed scale
     baselines = check_baselines(baselines, pipeline is not None)
     if pipeline is None and not baselines:
         raise UsageError("nothing to evaluate: no checkpoint and no baselines")
@@ -239,7 +241,7 @@ def evaluate_images(
     if pipeline is not None:
         settings.update(
             steps=steps, sampler=sampler, samples=samples, seed=seed, strength=strength, tile=tile,
-            **pipeline.describe()
+            stages=[asdict(s) for s in stages], **pipeline.describe()
         )
     report = EvalReport(settings)
     for index, (name, source) in enumerate(images):
@@ -262,6 +264,8 @@ def evaluate_images(
                 out = interpolate(lr, size, method)
             result.scores[method] = score(out, hr, lr, scale, time.perf_counter() - start)
             outputs[method] = out
+            if on_output is not None:
+                on_output(name, method, out, hr)
         if pipeline is not None:
             srs, start = [], time.perf_counter()
             for k in range(samples):
@@ -273,6 +277,8 @@ def evaluate_images(
             if srs[0].shape != hr.shape:  # a broken invariant of protocol_pair / scaled_size, not user error
                 raise RuntimeError(f"{name}: srcli output {srs[0].shape} does not match the HR crop {hr.shape}")
             result.scores[SRCLI] = score_samples(srs, hr, lr, scale, (time.perf_counter() - start) / samples)
+            if on_output is not None:
+                on_output(name, SRCLI, srs[0], hr)
             if out_dir is not None:
                 stem = _safe_name(name)
                 Image.fromarray(srs[0]).save(out_dir / f"{stem}_{SRCLI}.png")

@@ -30,8 +30,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import diffusion
 from .metrics import degrade, diversity_sigma, sigma_map
-from .ops import scaled_size, tensor_to_uint8
-from .pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_steps
+from .ops import resize, scaled_size, tensor_to_uint8
+from .pipeline import (
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, cascade_sizes, check_sampler, check_scale, check_steps,
+)
 
 ImageLike = Image.Image | np.ndarray
 Box = tuple[int, int, int, int]
@@ -140,32 +142,30 @@ def sample_diverse(
     sampler: str = DEFAULT_SAMPLER,
     temperature: float = 1.0,
     callback: StageCallback = None,
+    strength: Optional[float] = None,
 ) -> DiverseSamples:
     """``n`` samples of one LR image, seeds seed..seed+n-1, in one batch through the network.
 
     The LR encoder runs once; its condition is repeated along the batch.  Each sample takes its
     noise from its own seed's noise field, so sample i equals the untiled
-    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps and sampler) whatever n is.
-    Untiled: the batch of n HR images must fit in memory.
+    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps, sampler and strength, None
+    being the per-scale default) whatever n is; scales beyond the model's range run the same
+    cascade (``SRPipeline.sr_cascade``).  Untiled: the batch of n HR images must fit in memory.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")
-    steps = _check_run(steps, sampler)
-    scale = check_scale(default_scale(pipe) if scale is None else scale)
+    check_sampler(sampler)
+    scale = default_scale(pipe) if scale is None else scale
+    stages = pipe.stages(scale, steps, strength)
     lr = _rgb8(image)
-    out_size = scaled_size(lr.shape[:2], scale)
-    _check_sizes(pipe, lr.shape[:2], out_size)
+    sizes = cascade_sizes(lr.shape[:2], scale, [s.scale for s in stages])
     x_lr = pipe.to_input(lr)
     seeds = [seed + i for i in range(n)]
-    cond = pipe.condition(x_lr, out_size)
-    sr = pipe.sr_tensor(
-        x_lr.expand(n, -1, -1, -1), out_size, seeds, steps, sampler, temperature=temperature,
-        callback=_stage(callback, "samples"), cond=cond.expand(n),
-    )
+    sr = pipe.sr_cascade(x_lr, stages, sizes, seeds, sampler, temperature, callback=_stage(callback, "samples"))
     samples = _to_uint8_list(sr)
     return DiverseSamples(
         lr=lr,
-        bicubic=tensor_to_uint8(cond.x_up),
+        bicubic=tensor_to_uint8(resize(x_lr.float(), sizes[-1])),
         samples=samples,
         seeds=seeds,
         sigma_map=sigma_map(samples),

@@ -8,11 +8,19 @@ The CLI is a thin layer over this class.  Images go in and out as PIL images (or
 ``imageio.ImageData``; everything between is tensors in [-1, 1] handled by ``engine``, cut into
 tiles by ``tiling`` when large.  All noise is position-keyed (``tiling.field_noise``): a seed gives
 the same noise at the same HR pixel whether the image is tiled or not.
+
+Scales: any factor in [1.5, 8].  One pass of the model covers its training range (and the scales
+below it); larger factors run as a cascade of passes (``plan_cascade``, SR3's cascades with one
+scale-free model), each pass tiled on its own, with fewer steps at the higher resolutions and a seed
+derived per pass (``stage_seed``).  ``strength`` is the Diff-SR start (the share of T the reverse
+process starts from, from the noised bicubic image); its default depends on the scale
+(``DEFAULT_STRENGTH``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -26,12 +34,21 @@ from .diffusion import NoiseFn, NoiseSchedule
 from .engine import Conditioned, super_resolve
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import SRDiffModel
-from .ops import array_to_tensor, scaled_size
-from .tiling import MIN_TILE, align_to_grid, auto_tile, field_noise, memory_budget, tiled_upscale
+from .ops import array_to_tensor, quantize, scaled_size
+from .tiling import MIN_TILE, align_to_grid, auto_tile, field_noise, memory_budget, mix_seed, tiled_upscale
 
 DEFAULT_STEPS = 25
 DEFAULT_SAMPLER = "ddpm"
-MIN_SCALE, MAX_SCALE = 1.0, 8.0
+MIN_SCALE, MAX_SCALE = 1.5, 8.0
+
+# The default strength of one pass by its scale (Diff-SR's "perceptual recoverable field": too
+# little noise leaves the bicubic blur, too much invents content).  The values come from
+# benchmarks/strength_sweep.py (results/strength_sweep.md), which prints this table; between the
+# listed scales the strength is interpolated linearly, outside them the nearest entry holds.
+DEFAULT_STRENGTH: dict[float, float] = {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0}
+_SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
+INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits
+CPU_CHANNELS_LAST = False  # MEASURING
 
 
 class UsageError(ValueError):
@@ -64,8 +81,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 def check_scale(scale: float) -> float:
-    if not (isinstance(scale, (int, float)) and np.isfinite(scale)) or not MIN_SCALE < scale <= MAX_SCALE:
-        raise UsageError(f"scale must be a number in ({MIN_SCALE:g}, {MAX_SCALE:g}], got {scale}")
+    """Any factor from MIN_SCALE to MAX_SCALE (fractional ones too); the output is round(scale x size)."""
+    ok = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+    if not ok or not MIN_SCALE <= scale <= MAX_SCALE:  # nan fails the comparison
+        raise UsageError(f"scale must be a number from {MIN_SCALE:g} to {MAX_SCALE:g}, got {scale}")
     return float(scale)
 
 
@@ -102,11 +121,70 @@ def check_sampler(sampler: str) -> str:
     return sampler
 
 
-def check_strength(strength: float) -> float:
-    """Where the reverse process starts, as a fraction of T: (0, 1] (1 = from pure noise)."""
+def check_strength(strength: Optional[float]) -> Optional[float]:
+    """Where the reverse process starts, as a fraction of T: (0, 1] (1 = from pure noise), or None
+    for the per-scale default (``default_strength``)."""
+    if strength is None:
+        return None
     if not (isinstance(strength, (int, float)) and not isinstance(strength, bool) and 0.0 < strength <= 1.0):
         raise UsageError(f"strength must be in (0, 1], got {strength}")
     return float(strength)
+
+
+def default_strength(scale: float) -> float:
+    """The strength of a pass at ``scale`` from ``DEFAULT_STRENGTH`` (linear between its entries)."""
+    scales, strengths = zip(*sorted(DEFAULT_STRENGTH.items()))
+    return float(np.interp(scale, scales, strengths))
+
+
+def plan_cascade(scale: float, train_range: tuple[float, float]) -> list[float]:
+    """The factors of the model passes that make up ``scale``, in order.
+
+    Up to the top of ``train_range`` one pass (also below its bottom: the resize projection and the
+    scale embedding are continuous in the scale, and a small factor asks the model for less new
+    detail, not for another kind).  Beyond it the fewest passes that each stay inside the range,
+    each as large as the passes after it allow, so the real LR input gets the largest step and the
+    later passes, which work on generated images, add as little as they can (SR3's cascades):
+    with (2, 4), 8x = 4x then 2x, 6x = 3x then 2x, 5x = 2.5x then 2x.  ValueError when no such
+    cascade exists (a narrow range, e.g. (4, 4) for 8x).
+    """
+    lo, hi = train_range
+    if not 1.0 < lo <= hi:
+        raise ValueError(f"bad scale range {lo:g}-{hi:g}")
+    if scale <= hi * (1 + _SCALE_TOLERANCE):
+        return [scale]
+    passes = math.ceil(math.log(scale) / math.log(hi) - _SCALE_TOLERANCE)
+    factors, rest = [], scale
+    for left in range(passes, 1, -1):
+        factor = min(hi, rest / lo ** (left - 1))
+        factors.append(factor)
+        rest /= factor
+    factors.append(rest)
+    if any(f < lo * (1 - _SCALE_TOLERANCE) or f > hi * (1 + _SCALE_TOLERANCE) for f in factors):
+        raise ValueError(f"{scale:g}x is no product of {lo:g}x-{hi:g}x passes")
+    return factors
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """The seed of pass ``stage`` of a cascade: the seed itself for the first pass (so a one-pass
+    scale is unchanged), a hash of (seed, stage) after it, so later passes do not reuse the first
+    pass's noise field at the same pixel positions."""
+    return int(seed) if stage == 0 else mix_seed(seed, stage)
+
+
+def cascade_sizes(size: tuple[int, int], scale: float, factors: Sequence[float]) -> list[tuple[int, int]]:
+    """(H, W) after each pass: round(factors so far x size); the last is round(scale x size), the
+    size a direct run gives."""
+    return [scaled_size(size, math.prod(factors[: k + 1])) for k in range(len(factors) - 1)] + [scaled_size(size, scale)]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pass of the model: its factor, reverse steps of a full run (None: all T) and strength."""
+
+    scale: float
+    steps: Optional[int]
+    strength: float
 
 
 @dataclass
@@ -136,8 +214,12 @@ class SRPipeline:
         self.source = source
         model = model.to(self.device).eval().requires_grad_(False)
         if self.device.type == "cuda":
-            # Half weights (not autocast) keep activations in fp16; channels_last suits cuDNN convs.
-            model = model.to(dtype=self.dtype, memory_format=torch.channels_last)
+            # Half weights (not autocast) keep activations in fp16.
+            model = model.to(dtype=self.dtype)
+        # channels_last suits cuDNN's convolutions; on the CPU see CPU_CHANNELS_LAST
+        self.channels_last = self.device.type == "cuda" or CPU_CHANNELS_LAST
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
 
     @classmethod
@@ -155,6 +237,49 @@ class SRPipeline:
     def config(self):
         return self.model.config
 
+    @property
+    def scale_range(self) -> tuple[float, float]:
+        """The factors one pass runs: a fixed-scale checkpoint's own, else the training range."""
+        fixed = self.config.fixed_scale
+        return (float(fixed), float(fixed)) if fixed is not None else tuple(self.config.train_scales)
+
+    def stages(self, scale: float, steps: Optional[int] = DEFAULT_STEPS, strength: Optional[float] = None) -> list[Stage]:
+        """The passes of ``scale`` (``plan_cascade``): pass k runs steps / 2**k reverse steps (SR3:
+        fewer steps at higher resolution, where a step costs more and has less left to add) with
+        ``strength`` or, when None, ``default_strength`` of its own factor.  A fixed-scale
+        checkpoint runs its scale and its powers only.  Bad arguments raise UsageError."""
+        scale, steps, strength = check_scale(scale), check_steps(steps), check_strength(strength)
+        fixed = self.config.fixed_scale
+        try:
+            factors = plan_cascade(scale, self.scale_range)
+        except ValueError:
+            factors = []
+        if fixed is not None and not (factors and all(math.isclose(f, fixed) for f in factors)):
+            powers = [f"{fixed**k}x" for k in range(1, 4) if fixed**k <= MAX_SCALE]
+            allowed = powers[0] if len(powers) == 1 else f"{', '.join(powers[:-1])} or {powers[-1]} (as cascades of {fixed}x passes)"
+            raise UsageError(
+                f"{self.source or 'this checkpoint'} is fixed to {fixed}x (the SRDiff authors' transposed projection): "
+                f"it upscales by {allowed} only, not {scale:g}x"
+            )
+        if not factors:
+            low, high = self.scale_range
+            raise UsageError(f"{scale:g}x cannot be made of passes of {low:g}x-{high:g}x, the range this model was trained on")
+        full = self.schedule.T if steps is None else min(steps, self.schedule.T)
+        return [
+            Stage(f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f) if strength is None else strength)
+            for k, f in enumerate(factors)
+        ]
+
+    def plan_note(self, scale: float, stages: Sequence[Stage]) -> Optional[str]:
+        """One line for the user when ``scale`` does not run as one pass inside the training range."""
+        low, high = self.scale_range
+        if len(stages) > 1:
+            passes = " then ".join(f"{s.scale:.3g}x ({s.steps or self.schedule.T} steps, strength {s.strength:g})" for s in stages)
+            return f"{scale:g}x runs as a cascade: {passes}; one pass covers up to {high:g}x"
+        if stages[0].scale < low * (1 - _SCALE_TOLERANCE):
+            return f"{scale:g}x is below the {low:g}x-{high:g}x the model was trained on; it runs as one pass"
+        return None
+
     # -- tensors ---------------------------------------------------------------------------------
     def _autocast(self):
         if self.device.type == "cpu" and self.dtype == torch.bfloat16:
@@ -167,7 +292,10 @@ class SRPipeline:
             image = np.asarray(image.convert("RGB"))
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
             raise UsageError("expected an RGB image (H, W, 3) of uint8 or uint16")
-        x = array_to_tensor(image).to(self.device)
+        return self._on_device(array_to_tensor(image))
+
+    def _on_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
         return x.to(self.dtype) if self.device.type == "cuda" else x
 
     def noise(self, seeds: Sequence[int], origins: Optional[Sequence[tuple[int, int]]] = None) -> NoiseFn:
@@ -202,6 +330,34 @@ class SRPipeline:
                 sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback, cond=cond,
             )
 
+    def sr_cascade(
+        self,
+        x_lr: torch.Tensor,
+        stages: Sequence[Stage],
+        sizes: Sequence[tuple[int, int]],
+        seeds: Sequence[int],
+        sampler: str = DEFAULT_SAMPLER,
+        temperature: float = 1.0,
+        callback: Optional[Callable[[int, int], None]] = None,
+    ) -> torch.Tensor:
+        """``len(seeds)`` samples of one LR tensor (1, 3, h, w) through the passes ``stages`` with
+        output ``sizes`` (``stages`` and ``cascade_sizes``), untiled, in one batch: the first pass
+        encodes the input once for all samples.  Between passes the images are rounded to 16 bits as
+        ``upscale_image`` stores them, so sample i equals ``upscale_image(..., seed=seeds[i], tile=0)``."""
+        n, x = len(seeds), x_lr
+        progress = _ChainedProgress(callback)
+        for k, (stage, size) in enumerate(zip(stages, sizes)):
+            cond = self.condition(x, size)
+            if x.shape[0] == 1 and n > 1:
+                x, cond = x.expand(n, -1, -1, -1), cond.expand(n)
+            x = self.sr_tensor(
+                x, size, [stage_seed(s, k) for s in seeds], stage.steps, sampler, temperature=temperature,
+                strength=stage.strength, callback=progress.next_pass(), cond=cond,
+            )
+            if k + 1 < len(stages):
+                x = self._on_device(quantize(x, INTERMEDIATE_DTYPE))
+        return x
+
     # -- images ----------------------------------------------------------------------------------
     def tile_settings(
         self, scale: float, tile: Optional[int] = None, tile_batch: Optional[int] = None
@@ -222,40 +378,62 @@ class SRPipeline:
         seed: int = 0,
         sampler: str = DEFAULT_SAMPLER,
         temperature: float = 1.0,
-        strength: float = 1.0,
+        strength: Optional[float] = None,
         callback: Optional[Callable[[int, int], None]] = None,
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
     ) -> ImageData:
         """Upscale an ``ImageData``: colour through the model (16-bit samples keep their precision
-        into it and out of it), alpha with a classical filter, metadata carried over.  ``tile`` is
-        the HR tile side in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse
-        steps over all tiles."""
-        scale = check_scale(scale)
-        steps = check_steps(steps)
+        into it and out of it), alpha with a classical filter, metadata carried over.  ``strength``
+        None is the per-scale default.  Scales beyond one pass run as a cascade (``stages``), each
+        pass tiled on its own and handed on as a 16-bit image.  ``tile`` is the largest HR tile side
+        in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse steps over all
+        tiles and passes (the total grows as each pass starts)."""
         check_sampler(sampler)
-        strength = check_strength(strength)
-        out_size = scaled_size(image.size, scale)
-        try:
-            self.model.check_scale(image.size, out_size)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        tile, batch = self.tile_settings(scale, tile, tile_batch)
+        stages = self.stages(scale, steps, strength)
+        check_tile(tile)
+        check_tile_batch(tile_batch)
+        sizes = cascade_sizes(image.size, scale, [s.scale for s in stages])
+        progress = _ChainedProgress(callback)
+        x = self.to_input(image.rgb)
+        for k, (stage, size) in enumerate(zip(stages, sizes)):
+            last = k + 1 == len(stages)
+            rgb = self._tiled_pass(
+                x, size, stage, stage_seed(seed, k), sampler, temperature, tile, tile_batch,
+                image.rgb.dtype if last else INTERMEDIATE_DTYPE, progress.next_pass(),
+            )
+            if not last:
+                x = self.to_input(rgb)
+        alpha = resize_alpha(image.alpha, sizes[-1]) if image.alpha is not None else None
+        return image.replace(rgb, alpha)
+
+    def _tiled_pass(
+        self,
+        x_lr: torch.Tensor,
+        out_size: tuple[int, int],
+        stage: Stage,
+        seed: int,
+        sampler: str,
+        temperature: float,
+        tile: Optional[int],
+        tile_batch: Optional[int],
+        out_dtype: type,
+        callback: Optional[Callable[[int, int], None]],
+    ) -> np.ndarray:
+        """One pass over a whole image (1, 3, h, w) in tiles sized for this pass's scale."""
+        tile, batch = self.tile_settings(stage.scale, tile, tile_batch)
         multiple = self.model.denoise_fn.size_multiple
 
         def sr_batch(x, size, origins, step_callback):
             cond = align_to_grid(self.condition(x, size), origins, multiple)
             return self.sr_tensor(
-                x, size, [seed] * x.shape[0], steps, sampler, temperature=temperature, strength=strength,
+                x, size, [seed] * x.shape[0], stage.steps, sampler, temperature=temperature, strength=stage.strength,
                 callback=step_callback, cond=cond, origins=origins,
             )
 
-        rgb = tiled_upscale(
-            sr_batch, self.to_input(image.rgb), out_size, tile, batch_size=batch,
-            min_size=2 * multiple, out_dtype=image.rgb.dtype, callback=callback,
+        return tiled_upscale(
+            sr_batch, x_lr, out_size, tile, batch_size=batch, min_size=2 * multiple, out_dtype=out_dtype, callback=callback,
         )
-        alpha = resize_alpha(image.alpha, out_size) if image.alpha is not None else None
-        return image.replace(rgb, alpha)
 
     def upscale(
         self,
@@ -265,7 +443,7 @@ class SRPipeline:
         seed: int = 0,
         sampler: str = DEFAULT_SAMPLER,
         temperature: float = 1.0,
-        strength: float = 1.0,
+        strength: Optional[float] = None,
         callback: Optional[Callable[[int, int], None]] = None,
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
@@ -289,8 +467,29 @@ class SRPipeline:
             "dtype": str(self.dtype).replace("torch.", ""),
             "fixed_scale": self.config.fixed_scale,
             "train_scales": list(self.config.train_scales),
+            "channels_last": self.channels_last,
             "timesteps": self.schedule.T,
         }
+
+
+class _ChainedProgress:
+    """Joins the ``(done, total)`` reports of successive passes into one count: the steps of
+    finished passes stay done and the total grows when a pass starts (its tile count is known only
+    then)."""
+
+    def __init__(self, callback: Optional[Callable[[int, int], None]]):
+        self.callback, self.offset, self.total = callback, 0, 0
+
+    def next_pass(self) -> Optional[Callable[[int, int], None]]:
+        self.offset, self.total = self.offset + self.total, 0
+        if self.callback is None:
+            return None
+
+        def update(done: int, total: int) -> None:
+            self.total = total
+            self.callback(self.offset + done, self.offset + total)
+
+        return update
 
 
 def load_image_rgb(path: str | Path) -> Image.Image:

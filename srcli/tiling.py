@@ -45,12 +45,17 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def block_seed(seed: int, k: int, block_y: int, block_x: int) -> int:
-    """The generator seed of one noise block: a hash of (seed, step, block row, block column)."""
+def mix_seed(*values: int) -> int:
+    """A well-scrambled generator seed from integers (a chain of splitmix64 steps)."""
     h = 0
-    for value in (seed, k, block_y, block_x):
+    for value in values:
         h = _mix64(h ^ (int(value) & _MASK64))
     return h >> 1  # within torch's accepted seed range on every platform
+
+
+def block_seed(seed: int, k: int, block_y: int, block_x: int) -> int:
+    """The generator seed of one noise block: a hash of (seed, step, block row, block column)."""
+    return mix_seed(seed, k, block_y, block_x)
 
 
 def field_noise(
@@ -119,8 +124,11 @@ class Span:
 
 
 def plan_axis(n_lr: int, n_hr: int, tile: int, overlap: int) -> list[Span]:
-    """Evenly spaced tiles of HR length about ``tile`` overlapping by at least about ``overlap``.
+    """Evenly spaced tiles of HR length at most about ``tile`` overlapping by at least about ``overlap``.
 
+    ``tile`` sets the number of tiles (the fewest of that size that cover the axis); the tiles then
+    shrink to the smallest length with which that many still cover it with the overlap (balanced
+    tiles: a 2048 px axis at 1024 px is 3 tiles of ~856, not 3 of 1024 that overlap by half).
     Tile starts are placed on LR pixels whose HR position is a whole pixel when the scale allows it
     (multiples of n_lr / gcd(n_lr, n_hr), e.g. even LR pixels at 2.5x), so a tile's bicubic
     up-sampling lands exactly on the global one; otherwise the HR start is rounded (<= 0.5 px off).
@@ -140,6 +148,9 @@ def plan_axis(n_lr: int, n_hr: int, tile: int, overlap: int) -> list[Span]:
     lr_overlap = min(math.ceil(overlap / scale / unit) * unit, lr_tile // 2 // unit * unit)
     stride = lr_tile - lr_overlap
     count = math.ceil((n_lr - lr_tile) / stride) + 1
+    # count tiles of length L cover n_lr with the overlap when count * L - (count - 1) * overlap >= n_lr
+    balanced = math.ceil((n_lr + (count - 1) * lr_overlap) / count / unit) * unit
+    lr_tile = min(lr_tile, max(balanced, 2 * lr_overlap))
     room = (n_lr - lr_tile) // unit  # in units; n_lr and lr_tile are multiples of unit
     starts = [round(i * room / (count - 1)) * unit for i in range(count)]
     hr_tile = round(lr_tile * scale)
@@ -159,7 +170,8 @@ class Tile:
 
 
 def plan_tiles(lr_size: tuple[int, int], hr_size: tuple[int, int], tile: int, overlap: Optional[int] = None) -> list[Tile]:
-    """Tiles in row-major order covering ``hr_size``; ``overlap`` defaults to a quarter tile."""
+    """Balanced tiles (``plan_axis``) in row-major order covering ``hr_size``; ``overlap`` defaults
+    to a quarter of ``tile``."""
     overlap = tile // 4 if overlap is None else overlap
     rows = plan_axis(lr_size[0], hr_size[0], tile, overlap)
     cols = plan_axis(lr_size[1], hr_size[1], tile, overlap)
@@ -227,7 +239,8 @@ def memory_budget(device: torch.device) -> int:
 
 
 def auto_tile(config: ModelConfig, scale: float, batch: int, budget: int, element_bytes: int = 4) -> int:
-    """The largest HR tile side (a multiple of 32, 64..2048) whose batch fits ``budget`` bytes."""
+    """The largest HR tile side (a multiple of 32, 64..2048) whose batch fits ``budget`` bytes; it
+    fixes the number of tiles, which ``plan_axis`` then shrinks to just cover the image."""
     pixels = budget / (max(1, batch) * bytes_per_hr_pixel(config, scale, element_bytes))
     side = int(math.sqrt(max(pixels, 1.0))) // 32 * 32
     return max(64, min(2048, side))

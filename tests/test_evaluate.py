@@ -217,7 +217,7 @@ def test_fixed_scale_checkpoint_is_evaluated_at_its_scale_only(hr_folder, tmp_pa
     model = tiny_model(projection="transposed", scale=2)
     path = tmp_path / "fixed2.safetensors"
     save_checkpoint(path, model, NoiseSchedule.named("cosine", model.config.timesteps))
-    result = run_eval(hr_folder, "--weights", path, "--steps", "2", "--device", "cpu", "--scale", "4")
+    result = run_eval(hr_folder, "--weights", path, "--steps", "2", "--device", "cpu", "--scale", "3")
     assert result.exit_code == 2 and "fixed to 2x" in result.stderr
     result = run_eval(hr_folder, "--weights", path, "--steps", "2", "--device", "cpu", "--scale", "2", "--json")
     assert result.exit_code == 0, result.output

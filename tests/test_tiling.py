@@ -147,8 +147,8 @@ def pipe():
 
 @pytest.mark.parametrize("scale, tile", [(4, 64), (2.5, 64), (2, 48)])
 def test_tiled_and_untiled_agree(pipe, scale, tile):
-    """Measured with the tiny random model (levels of 255): 4x/tile 64 mean |diff| 0.022, max 11 (a
-    few pixels at tile borders); 2.5x mean 0.002, max 1; 2x/tile 48 mean 0.005, max 2.  Two seeds
+    """Measured with the tiny random model (levels of 255), with the default back-projection (which
+    runs per tile): 4x/tile 64 mean |diff| 0.18, max 11 (pixels at tile borders).  Two seeds
     differ by ~52 levels on average, so the agreement is not a model that ignores its noise."""
     img = smooth_image()
     untiled = np.asarray(pipe.upscale(img, scale=scale, steps=8, seed=3, tile=0)).astype(int)
@@ -156,7 +156,7 @@ def test_tiled_and_untiled_agree(pipe, scale, tile):
     other_seed = np.asarray(pipe.upscale(img, scale=scale, steps=8, seed=4, tile=0)).astype(int)
     assert tiled.shape == untiled.shape == (round(64 * scale), round(64 * scale), 3)
     diff = np.abs(tiled - untiled)
-    assert diff.mean() < 0.1 and diff.max() <= 24, (diff.mean(), diff.max())
+    assert diff.mean() < 0.3 and diff.max() <= 24, (diff.mean(), diff.max())
     assert np.abs(other_seed - untiled).mean() > 20 * max(diff.mean(), 0.05)
 
 
@@ -208,3 +208,18 @@ def test_bad_arguments_are_usage_errors(pipe):
             pipe.upscale(img, **{"scale": 2, **kwargs})
     with pytest.raises(UsageError):
         pipe.upscale(np.zeros((8, 8), np.uint8), scale=2)
+
+
+def test_balanced_tiles_just_cover_the_image():
+    """A 2048 px output at 4x with the 1024 px budget tile: the count stays 3 per axis, but the tiles
+    shrink to just cover it with the quarter-tile overlap (3x3 tiles of 1024 would be 2.25x the pixels)."""
+    spans = plan_axis(512, 2048, 1024, 256)
+    assert len(spans) == 3 and spans[-1].hr1 == 2048
+    side = spans[0].hr1 - spans[0].hr0
+    assert side < 900
+    assert all(a.hr1 - b.hr0 >= 256 for a, b in zip(spans, spans[1:]))  # the required overlap is kept
+    tiles = plan_tiles((512, 512), (2048, 2048), 1024)
+    covered = sum((t.y.hr1 - t.y.hr0) * (t.x.hr1 - t.x.hr0) for t in tiles)
+    assert len(tiles) == 9 and covered / 2048**2 < 1.6
+    for n_lr, tile in ((300, 256), (1000, 512), (77, 100)):  # never a tile larger than asked for
+        assert {s.hr1 - s.hr0 for s in plan_axis(n_lr, n_lr * 4, tile, tile // 4)} <= set(range(tile // 2, tile + 1))

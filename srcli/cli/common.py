@@ -67,6 +67,12 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True, highlight=False)
 
 
+def note(message: Optional[str]) -> None:
+    """One informational line on stderr (nothing for None)."""
+    if message:
+        err_console.print(f"[cyan]note:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+
+
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
     """``--shard I/N`` (1 <= I <= N): this process takes every N-th item starting at the I-th."""
     if text is None:
@@ -156,6 +162,6 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
 
 __all__ = [
     "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail",
-    "usage_errors", "protect_inputs", "warn", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
+    "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
     "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
 ]

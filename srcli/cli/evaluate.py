@@ -18,8 +18,8 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, PrecisionOpt, SeedOpt, WeightsOpt, err_console, error, fail, progress_bar,
-    usage_errors,
+    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, PrecisionOpt, SeedOpt, WeightsOpt, err_console, error, fail, note,
+    progress_bar, usage_errors,
 )
 
 HELP = f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
@@ -28,7 +28,8 @@ Each HR image is cropped so the scale divides it, degraded to LR with Pillow bic
 upscaled by srcli and by the baselines, and scored against the HR crop: PSNR and SSIM on the Y
 channel with a ceil(scale) border, LR-PSNR (consistency with the input) and, with --samples K > 1,
 the diversity sigma.  Times are seconds per image (per sample for srcli).  Sample k uses seed
-SEED+k.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output).
+SEED+k.  Scales beyond the model's range run as the cascade of srcli upscale; --strength defaults
+per scale as there.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output).
 
 Examples:
 
@@ -62,6 +63,7 @@ def render_table(report: EvalReport) -> Table:
     title = f"srcli eval {st['scale']:g}x"
     if "steps" in st:
         title += f", {st['steps']} {st['sampler']} steps, {st['samples']} sample(s), seed {st['seed']}"
+        title += ", strength " + " then ".join(f"{s['strength']:g}" for s in st["stages"])
     table = Table(title=title, caption=f"PSNR/SSIM on Y, border {st['border']}px; time in s per image")
     for name, justify in (("image", "left"), ("method", "left"), ("PSNR-Y", "right"), ("SSIM-Y", "right"),
                           ("LR-PSNR", "right"), ("sigma", "right"), ("s/img", "right")):
@@ -77,7 +79,7 @@ def render_table(report: EvalReport) -> Table:
 @app.command("eval", help=HELP)
 def eval_command(
     hr_dir: Annotated[Path, typer.Argument(help="Folder of HR images (searched recursively).", show_default=False)],
-    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor in (1, 8]; fractional scales work.")] = 4.0,
+    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8; fractional scales work, beyond the model's range a cascade.")] = 4.0,
     weights: WeightsOpt = None,
     steps: Annotated[int, typer.Option("--steps", help="Reverse-process steps, respaced over the model's T (T = the full chain of the paper).")] = DEFAULT_STEPS,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")] = DEFAULT_SAMPLER,
@@ -86,7 +88,10 @@ def eval_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of the table.")] = False,
     save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write srcli outputs and side-by-side comparison crops here.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images (sorted by path).")] = None,
-    strength: Annotated[float, typer.Option("--strength", help="Start of the reverse process as a fraction of T (Diff-SR); 1 = pure noise.")] = 1.0,
+    strength: Annotated[
+        Optional[float],
+        typer.Option("--strength", help="Start of the reverse process as a fraction of T, 0 < F <= 1 (Diff-SR); 1 = pure noise. Default: per scale.", show_default=False),
+    ] = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -108,6 +113,7 @@ def eval_command(
             fail(f"--save-dir {save_dir}: exists and is not a folder")
         names = check_baselines(baselines.split(","))
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength)))
 
     with progress_bar() as progress:
         images_task = progress.add_task("images", total=None)

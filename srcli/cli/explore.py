@@ -12,16 +12,16 @@ from rich.console import Console
 
 from .. import explore
 from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
-from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_sampler, check_scale, check_steps
+from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail,
+    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
     progress_bar, protect_inputs, usage_errors, warn,
 )
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
 SCALE_DEFAULT = "Default: the model's scale (a fixed-scale checkpoint's own, else the top of its training range: 4 for the shipped model)."
-ScaleOpt = Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Upscaling factor in (1, 8]. {SCALE_DEFAULT}")]
+ScaleOpt = Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Upscaling factor from 1.5 to 8. {SCALE_DEFAULT}")]
 StepsOpt = Annotated[
     int, typer.Option("--steps", help="Reverse steps of a full run (respaced); a start at t uses the share t/T. The model's T = every step, the paper's loop.")
 ]
@@ -33,6 +33,8 @@ SAMPLE_HELP = """Draw N SR samples of one image, batched through the network in 
 One LR image fits many HR images: the samples show them, and the per-pixel standard deviation across the samples shows where the model is inventing detail (bright = the samples disagree).
 
 Writes to DIR (default NAME_samples/): NAME_seedK.png for every seed K = S .. S+N-1 (sample K is what an untiled `srcli upscale --seed K` gives with the same options), NAME_sheet.png (contact sheet: LR input, bicubic, samples), NAME_sigma.png (the standard-deviation heatmap with its colour bar). Prints the mean sigma (0-255, the SRDiff paper's diversity number; 6.09 on DIV2K 4x there).
+
+--scale and --strength work as in srcli upscale: scales beyond the model's range run as the same cascade of passes, and the strength defaults per scale.
 
 Examples:
 
@@ -120,18 +122,22 @@ def _stage_progress(progress) -> Callable[[str, int, int], None]:
 
 
 def _load_pipeline(
-    weights: Optional[str], device: str, precision: str, steps: int, scale: Optional[float]
+    weights: Optional[str], device: str, precision: str, steps: int, scale: Optional[float],
+    strength: Optional[float] = None, cascade: bool = False,
 ) -> tuple[SRPipeline, int, float]:
     """The pipeline, the steps it will run (at most T) and the scale (the model's default when None),
-    with a warning for a scale the model was not trained on."""
+    with a warning for a scale the model was not trained on, or with ``cascade`` (a command that
+    runs ``SRPipeline.stages``) a note on how the scale runs."""
     with usage_errors():
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
         scale = check_scale(explore.default_scale(pipe) if scale is None else scale)
-    if steps > pipe.schedule.T:
-        warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
-        steps = pipe.schedule.T
+        if steps > pipe.schedule.T:
+            warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
+            steps = pipe.schedule.T
+        if cascade:
+            note(pipe.plan_note(scale, pipe.stages(scale, steps, strength)))
     low, high = pipe.config.train_scales
-    if pipe.config.fixed_scale is None and not low <= scale <= high:
+    if not cascade and pipe.config.fixed_scale is None and not low <= scale <= high:
         warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
     return pipe, steps, scale
 
@@ -150,12 +156,18 @@ def sample_diverse_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
+    strength: Annotated[
+        Optional[float],
+        typer.Option("--strength", help="Start of the reverse process as a fraction of T, 0 < F <= 1 (Diff-SR); 1 = pure noise. Default: per scale, as srcli upscale.", show_default=False),
+    ] = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     _check_common(steps, sampler, scale)
+    with usage_errors():
+        check_strength(strength)
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
     image = _load(input)
@@ -164,12 +176,12 @@ def sample_diverse_command(
     paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
-    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale, strength, cascade=True)
 
     with progress_bar() as progress, usage_errors():
         result = explore.sample_diverse(
             pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress),
+            callback=_stage_progress(progress), strength=strength,
         )
     for s, sample in zip(result.seeds, result.samples):
         _write(paths[s], sample)
@@ -180,7 +192,7 @@ def sample_diverse_command(
     if json_out:
         emit_json({
             "command": "sample-diverse", "input": str(input), "n": n, "seeds": result.seeds, "scale": scale,
-            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature,
+            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature, "strength": strength,
             "samples": [str(paths[s]) for s in result.seeds], "contact_sheet": str(sheet_path),
             "sigma_map": str(sigma_path), "mean_sigma": round(result.mean_sigma, 4),
         })
@@ -270,7 +282,7 @@ def fuse_command(
     face: Annotated[Path, typer.Argument(help="The face source (HR image of the same size).", show_default=False)],
     t: Annotated[Optional[list[int]], typer.Option("--t", help="Diffusion step t in [0, T]; repeat for a strip. Default: 50.")] = None,
     box: Annotated[Optional[str], typer.Option("--box", help="x0,y0,x1,y1 in pixels (end-exclusive). Default: the eye band x 0.15-0.85, y 0.30-0.50.")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Downscaling of FACE for the condition, in (1, 8] (the paper: 8 for faces). {SCALE_DEFAULT}")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Downscaling of FACE for the condition, from 1.5 to 8 (the paper: 8 for faces). {SCALE_DEFAULT}")] = None,
     steps: StepsOpt = DEFAULT_STEPS,
     seed: SeedOpt = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,7 +19,7 @@ from ..pipeline import (
 from .app import app
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, apply_pixel_limit,
-    emit_json, err_console, error, expand_inputs, parse_shard, progress_bar, protect_inputs, take_shard,
+    emit_json, err_console, error, expand_inputs, note, parse_shard, progress_bar, protect_inputs, take_shard,
     usage_errors, warn,
 )
 
@@ -36,10 +37,17 @@ out.  Outputs are written atomically; an output that already exists complete is 
 rerunning an interrupted batch finishes it (--overwrite redoes everything).  --shard I/N takes every
 N-th file of the sorted input list starting at the I-th, for N parallel processes.
 
-Large images run in overlapping tiles (--tile, HR px; default: the largest that fits a memory
-budget) blended without seams; the noise is tied to HR pixel positions, so the tile size does not
-change the result beyond tiny differences at tile borders.  Inputs above Pillow's decompression-bomb
-limit are refused; set {PIXEL_LIMIT_ENV} to change it.
+--scale takes any factor from 1.5 to 8.  Factors beyond the model's training range (2-4 for the
+shipped model) run as a cascade of passes, the largest first: 8x is 4x then 2x, 6x is 3x then 2x;
+later passes take half the steps of the one before, and each has its own seed derived from --seed.
+--strength F starts the reverse process at F x T from the bicubic image with noise injected to that
+level (Diff-SR) instead of from pure noise (F = 1), in every pass; smaller F keeps closer to the
+input and takes fewer steps.  Its default depends on the scale of the pass.
+
+Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
+that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
+tile size does not change the result beyond tiny differences at tile borders.  Inputs above
+Pillow's decompression-bomb limit are refused; set {PIXEL_LIMIT_ENV} to change it.
 
 Examples:
 
@@ -52,6 +60,8 @@ Examples:
   srcli upscale 'scans/**/*.tif' --scale 4 --tile 256 --shard 2/4
 
   srcli upscale face.png --scale 4 --sampler ddim --steps 10 --strength 0.4
+
+  srcli upscale thumb.png --scale 8 --seed 3
 
 Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage error.
 """
@@ -111,7 +121,7 @@ def upscale_command(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT...", help="Image files, directories or quoted glob patterns.", show_default=False)
     ],
-    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor, e.g. 4 or 2.5 (1 < S <= 8).", show_default=False)],
+    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8, e.g. 4 or 2.5; beyond the model's range a cascade.", show_default=False)],
     output: Annotated[
         Optional[str], typer.Option("--output", "-o", help="Output file (one input) or directory. Default: next to each input.")
     ] = None,
@@ -121,16 +131,20 @@ def upscale_command(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: Annotated[
-        Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget.")
+        Optional[int], typer.Option("--tile", help="Largest HR tile side in px (0 = no tiling). Default: auto from a memory budget.")
     ] = None,
     tile_batch: Annotated[
         Optional[int], typer.Option("--tile-batch", help="Tiles of one image per network batch. Default: 4 on CUDA, 1 on CPU.")
     ] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, respaced) or ddim.")] = DEFAULT_SAMPLER,
     strength: Annotated[
-        float,
-        typer.Option("--strength", help="Start the reverse process at this fraction of T from the noised bicubic image (Diff-SR); 1 = from pure noise."),
-    ] = 1.0,
+        Optional[float],
+        typer.Option(
+            "--strength",
+            help="Start the reverse process at this fraction of T (0 < F <= 1) from the noised bicubic image (Diff-SR); 1 = from pure noise. Default: per scale.",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
     json_output: JsonOpt = False,
@@ -155,15 +169,11 @@ def upscale_command(
 
     with usage_errors():
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
-        fixed = pipe.config.fixed_scale
-        if fixed is not None and scale != fixed:
-            raise UsageError(f"{pipe.source}: this checkpoint upscales by {fixed}x only, not {scale:g}x")
-    if steps > pipe.schedule.T:
-        warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
-        steps = pipe.schedule.T
-    low, high = pipe.config.train_scales
-    if fixed is None and not low <= scale <= high:
-        warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
+        if steps > pipe.schedule.T:
+            warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
+            steps = pipe.schedule.T
+        stages = pipe.stages(scale, steps, strength)  # a fixed-scale checkpoint refuses other scales here
+    note(pipe.plan_note(scale, stages))
 
     failed = 0
     for spec, reason in unmatched:
@@ -173,7 +183,10 @@ def upscale_command(
             emit_json({"input": spec, "output": None, "status": "error", "error": f"{spec}: {reason}"})
 
     counts = {"ok": 0, "skipped": 0}
-    settings = {"scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength}
+    settings = {
+        "scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength,
+        "stages": [asdict(s) for s in stages],
+    }
     with progress_bar() as progress:
         images_task = progress.add_task("images", total=len(items))
         steps_task = progress.add_task("", total=None, visible=False)

@@ -1,0 +1,145 @@
+"""The default --strength per scale: Diff-SR's "perceptual recoverable field" on the validation split.
+
+    python3 benchmarks/strength_sweep.py                                # ~5 min on 2 idle cores
+    python3 benchmarks/strength_sweep.py --quick --weights tiny.safetensors   # smoke run, seconds
+
+For every scale (1.5x, 2x, 3x, 4x: one model pass each) and strength (0.2 .. 1.0) ``srcli.evaluate``
+runs on one crop of each validation photo (5 crops, 20 ddpm steps, seed 0) and gives PSNR/SSIM on
+Y and LR-PSNR.  On top the script measures the detail of each output: the mean absolute Laplacian
+of Y relative to the HR crop's (1 = as much fine structure as the original; bicubic is far below).
+Too little strength leaves the bicubic blur, too much lets the model drift from the input (Diff-SR
+found about 20% of T best at 2x and 40% at 4x, with a model that has no LR condition).
+
+The suggested strength of a scale: the highest PSNR-Y among the strengths that recover at least
+90% of the detail that full strength adds over bicubic (so the least noise that removes the blur,
+unless more noise is also more faithful); a tie within 0.01 dB goes to the smaller strength (fewer
+steps).  The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/pipeline.py; the
+1.5x row also shows whether a direct pass below the trained range beats bicubic.
+
+Cost: a run takes strength x steps reverse steps, so one scale is 5 crops x (4+8+12+16+20) steps x
+~0.25 s per step at 256x256 (c=32 model, 2 idle cores) = ~75 s, and four scales ~5 min.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import _common as c
+
+DETAIL_RECOVERY = 0.9  # share of full strength's detail gain over bicubic a strength must reach
+
+
+def laplacian_detail(rgb: np.ndarray, border: int) -> float:
+    """Mean |4-neighbour Laplacian| of the BT.601 Y channel inside the metrics' border."""
+    from srcli.metrics import rgb_to_y
+
+    y = rgb_to_y(rgb)
+    lap = 4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:]
+    b = max(0, border - 1)  # lap[i] is pixel i + 1
+    return float(np.abs(lap[b : lap.shape[0] - b, b : lap.shape[1] - b]).mean())
+
+
+def spread(paths: list[Path], n: int) -> list[Path]:
+    """The first n of the sorted crops taken every other one first: the split holds two crops of
+    each photo, so this takes one crop of every photo before a second of any."""
+    return (paths[::2] + paths[1::2])[:n]
+
+
+def suggest(rows: list[dict[str, Any]], bicubic_detail: float) -> float:
+    """The strength the module docstring describes, from one scale's rows."""
+    reference = max(rows, key=lambda r: r["strength"])  # full strength when 1.0 is in the grid
+    gain = reference["detail"] - bicubic_detail
+    enough = [r for r in rows if gain <= 0 or r["detail"] - bicubic_detail >= DETAIL_RECOVERY * gain]
+    return max(enough, key=lambda r: (round(r["psnr_y"], 2), -r["strength"]))["strength"]
+
+
+def main() -> None:
+    p = c.parser(__doc__, val=True)
+    p.add_argument("--scales", type=float, nargs="+", default=None, help="default 1.5 2 3 4")
+    p.add_argument("--strengths", type=float, nargs="+", default=None, help="default 0.2 0.4 0.6 0.8 1.0")
+    p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default 20)")
+    p.add_argument("--limit", type=int, default=None, help="crops (default 5: one per photo)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    from srcli.evaluate import SRCLI, evaluate_images
+    from srcli.imageio import list_images, load_rgb8
+    from srcli.metrics import border_for
+
+    val = c.val_folder(p, args)
+    threads = c.setup(args)
+    scales = args.scales or ([2.0, 4.0] if args.quick else [1.5, 2.0, 3.0, 4.0])
+    strengths = sorted(args.strengths or ([0.5, 1.0] if args.quick else [0.2, 0.4, 0.6, 0.8, 1.0]))
+    steps = args.steps or (4 if args.quick else 20)
+    paths = spread(list_images(val), args.limit or (2 if args.quick else 5))
+    images = [(path.name, load_rgb8(path)) for path in paths]
+    pipe = c.load_pipeline(args.weights)
+    print(f"{len(images)} crops ({', '.join(n for n, _ in images)}), {steps} steps, strengths {strengths}", flush=True)
+
+    rows, bicubic, suggested = [], {}, {}
+    start = time.perf_counter()
+    for scale in scales:
+        border = border_for(scale)
+        details: dict[str, list[float]] = defaultdict(list)
+
+        def on_output(name: str, method: str, out: np.ndarray, hr: np.ndarray) -> None:
+            details[method].append(laplacian_detail(out, border) / laplacian_detail(hr, border))
+
+        scale_rows = []
+        for strength in strengths:
+            details.pop(SRCLI, None)
+            report = evaluate_images(
+                images, pipe, scale=scale, steps=steps, strength=strength, seed=args.seed,
+                baselines=("bicubic",) if scale not in bicubic else (), on_output=on_output,
+            )
+            if report.failed:
+                raise SystemExit(f"could not evaluate: {report.failed}")
+            mean = report.mean()
+            if scale not in bicubic:
+                b = mean["bicubic"]
+                bicubic[scale] = {"scale": scale, "psnr_y": b.psnr_y, "ssim_y": b.ssim_y, "lr_psnr": b.lr_psnr,
+                                  "detail": float(np.mean(details["bicubic"]))}
+            s = mean[SRCLI]
+            row = {"scale": scale, "strength": strength, "steps_run": report.settings["stages"][0]["steps"],
+                   "psnr_y": s.psnr_y, "ssim_y": s.ssim_y, "lr_psnr": s.lr_psnr,
+                   "detail": float(np.mean(details[SRCLI])), "seconds": s.seconds}
+            scale_rows.append(row)
+            print(row, flush=True)
+        suggested[scale] = suggest(scale_rows, bicubic[scale]["detail"])
+        rows += scale_rows
+    elapsed = time.perf_counter() - start
+
+    info = c.machine_info(args, pipe.source)
+    table = "DEFAULT_STRENGTH: dict[float, float] = {" + ", ".join(f"{s:g}: {f:g}" for s, f in suggested.items()) + "}"
+    data = {"machine": info, "model": pipe.describe(), "val": str(val), "crops": [n for n, _ in images],
+            "steps": steps, "seed": args.seed, "threads": threads, "strengths": strengths, "rows": rows,
+            "bicubic": list(bicubic.values()), "suggested": {f"{s:g}": f for s, f in suggested.items()},
+            "rule": f"max PSNR-Y among strengths with >= {DETAIL_RECOVERY:.0%} of full strength's detail gain over bicubic",
+            "seconds_total": elapsed}
+    md_rows = []
+    for scale in scales:
+        b = bicubic[scale]
+        md_rows.append([f"{scale:g}x", "bicubic", "-", c.fmt(b["psnr_y"], 2), c.fmt(b["ssim_y"], 4), c.fmt(b["lr_psnr"], 2),
+                        c.fmt(b["detail"], 2), "-"])
+        for r in (r for r in rows if r["scale"] == scale):
+            mark = " **<-**" if r["strength"] == suggested[scale] else ""
+            md_rows.append(["", f"strength {r['strength']:g}{mark}", r["steps_run"], c.fmt(r["psnr_y"], 2),
+                            c.fmt(r["ssim_y"], 4), c.fmt(r["lr_psnr"], 2), c.fmt(r["detail"], 2), c.fmt(r["seconds"], 2)])
+    md = (
+        f"### Strength sweep: {len(images)} validation crops, {steps} ddpm steps at full strength\n\n"
+        + c.md_machine(info) + "\n"
+        + c.md_table(["scale", "method", "steps run", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "detail", "s / image"], md_rows)
+        + f"\ndetail = mean |Laplacian of Y| relative to the HR crop's.  <- = suggested: {data['rule']}.\n\n"
+        + f"For srcli/pipeline.py:\n\n    {table}\n\n"
+        + f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n"
+    )
+    c.write_results(args, "strength_sweep", data, md)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
