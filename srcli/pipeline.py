@@ -48,7 +48,10 @@ MIN_SCALE, MAX_SCALE = 1.5, 8.0
 DEFAULT_STRENGTH: dict[float, float] = {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0}
 _SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
 INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits
-CPU_CHANNELS_LAST = False  # MEASURING
+# channels_last on the CPU too: CPU time of a U-Net step of the c=32 model, 1 thread, -10% at
+# 256x256 (0.37 -> 0.33 s) and -12% at 512x512 (1.40 -> 1.25 s); a whole encoder-plus-
+# 8-step upscale -10% and -15..24%; the noise prediction moves by 1e-7 (1 grey level at one pixel in 200k).
+CPU_CHANNELS_LAST = True
 
 
 class UsageError(ValueError):

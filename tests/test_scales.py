@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import tiny_model
+from srcli import diffusion, engine
 from srcli import pipeline as pipeline_module
-from srcli.checkpoint import save_checkpoint
 from srcli.cli import app
-from srcli.diffusion import NoiseSchedule, sample
+from srcli.diffusion import NoiseSchedule
 from srcli.engine import Conditioned, back_project, super_resolve
 from srcli.explore import sample_diverse
 from srcli.ops import resize, tensor_to_uint8
@@ -117,16 +117,26 @@ def test_cascade_output_size_with_tiles_and_alpha(pipe):
 # -- strength -------------------------------------------------------------------------------------------
 
 
-def test_strength_one_is_the_standard_sampler_start():
-    """Strength 1.0 starts from x_T ~ N(0, I) exactly as Algorithm 2 (``diffusion.sample``)."""
+def test_strength_one_is_the_standard_sampler_start(monkeypatch):
+    """Strength 1.0 hands the reverse process the x_T ~ N(0, I) of Algorithm 2 (``diffusion.sample``)
+    bit for bit, at t = T with the same steps; what the engine does after it is not the start's."""
     model = tiny_model()
     s = NoiseSchedule.named("cosine", model.config.timesteps)
     x_lr = torch.rand(1, 3, 9, 7) * 2 - 1
+    starts = []
+
+    def recording(eps_fn, schedule, x_t, t_start, noise, **kwargs):
+        starts.append((x_t.clone(), t_start, kwargs["steps"]))
+        return x_t
+
+    monkeypatch.setattr(engine, "reverse_process", recording)
+    monkeypatch.setattr(diffusion, "reverse_process", recording)
     with torch.inference_mode():
         cond = Conditioned(model, x_lr, (18, 14))
-        ours = super_resolve(model, s, x_lr, (18, 14), field_noise([5]), steps=6, strength=1.0, cond=cond, consistency=0)
-        standard = cond.to_image(sample(cond.eps_fn(), s, (1, 3, 18, 14), field_noise([5]), steps=6))
-    assert torch.equal(ours, standard)
+        super_resolve(model, s, x_lr, (18, 14), field_noise([5]), steps=6, strength=1.0, cond=cond)
+        diffusion.sample(cond.eps_fn(), s, (1, 3, 18, 14), field_noise([5]), steps=6)
+    (ours, t_ours, steps_ours), (standard, t_standard, steps_standard) = starts
+    assert torch.equal(ours, standard) and t_ours == t_standard == s.T and steps_ours == steps_standard == 6
 
 
 def test_default_strength_is_the_default_path(pipe, monkeypatch):
