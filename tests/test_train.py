@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
+from conftest import tiny_config
 from srcli.checkpoint import load_checkpoint
 from srcli.cli import app
 from srcli.train import TrainConfig, Trainer
