@@ -100,7 +100,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], steps: int, elaps
         + c.md_table(header, table)
         + f"\nPSNR and SSIM on Y with a ceil(scale) border, LR-PSNR in dB, s = seconds per image.  Default strengths: {strengths}.\n\n"
         + f"#### {CASCADE_SCALE:g}x (a cascade of passes)\n\n"
-        + c.md_table(["method", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "s / image", "passes (scale/steps/strength)"], cascade)
+        + c.md_table(["method", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "s / image", "passes (scale / steps at strength 1 / strength)"], cascade)
         + f"\nCommand: `{c.command_line()}` ({elapsed / 60:.1f} min)\n"
     )
 

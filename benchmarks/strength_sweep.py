@@ -17,7 +17,8 @@ steps).  The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli
 1.5x row also shows whether a direct pass below the trained range beats bicubic.
 
 Cost: a run takes strength x steps reverse steps, so one scale is 5 crops x (4+8+12+16+20) steps x
-~0.25 s per step at 256x256 (c=32 model, 2 idle cores) = ~75 s, and four scales ~5 min.
+~0.25 s per step at 256x256 (c=32 model, 2 idle cores) = ~75 s, and four scales ~5 min (7.1 min
+measured with other work on the machine).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="crops (default 5: one per photo)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    from srcli.engine import reverse_steps, start_step
     from srcli.evaluate import SRCLI, evaluate_images
     from srcli.imageio import list_images, load_rgb8
     from srcli.metrics import border_for
@@ -104,7 +106,8 @@ def main() -> None:
                 bicubic[scale] = {"scale": scale, "psnr_y": b.psnr_y, "ssim_y": b.ssim_y, "lr_psnr": b.lr_psnr,
                                   "detail": float(np.mean(details["bicubic"]))}
             s = mean[SRCLI]
-            row = {"scale": scale, "strength": strength, "steps_run": report.settings["stages"][0]["steps"],
+            row = {"scale": scale, "strength": strength,
+                   "steps_run": reverse_steps(pipe.schedule, start_step(pipe.schedule, strength), steps),
                    "psnr_y": s.psnr_y, "ssim_y": s.ssim_y, "lr_psnr": s.lr_psnr,
                    "detail": float(np.mean(details[SRCLI])), "seconds": s.seconds}
             scale_rows.append(row)
@@ -114,7 +117,7 @@ def main() -> None:
     elapsed = time.perf_counter() - start
 
     info = c.machine_info(args, pipe.source)
-    table = "DEFAULT_STRENGTH: dict[float, float] = {" + ", ".join(f"{s:g}: {f:g}" for s, f in suggested.items()) + "}"
+    table = "DEFAULT_STRENGTH: dict[float, float] = {" + ", ".join(f"{float(s)!r}: {f:g}" for s, f in suggested.items()) + "}"
     data = {"machine": info, "model": pipe.describe(), "val": str(val), "crops": [n for n, _ in images],
             "steps": steps, "seed": args.seed, "threads": threads, "strengths": strengths, "rows": rows,
             "bicubic": list(bicubic.values()), "suggested": {f"{s:g}": f for s, f in suggested.items()},

@@ -124,6 +124,12 @@ def start_step(schedule: NoiseSchedule, strength: float) -> int:
     return max(1, round(strength * schedule.T))
 
 
+def reverse_steps(schedule: NoiseSchedule, t_start: int, steps: Optional[int]) -> Optional[int]:
+    """Reverse steps of a run from ``t_start``: the share t_start / T of a full run's ``steps``
+    (None: every step)."""
+    return None if steps is None else max(1, round(steps * t_start / schedule.T))
+
+
 def super_resolve(
     model: SRDiffModel,
     schedule: NoiseSchedule,
@@ -152,9 +158,8 @@ def super_resolve(
         x_t = eps * temperature
     else:
         x_t = schedule.q_sample(torch.zeros(shape, device=x_lr.device), t0, eps)
-    n_steps = None if steps is None else max(1, round(steps * t0 / schedule.T))
     x0 = reverse_process(
-        cond.eps_fn(), schedule, x_t, t0, noise, steps=n_steps, sampler=sampler, eta=eta,
+        cond.eps_fn(), schedule, x_t, t0, noise, steps=reverse_steps(schedule, t0, steps), sampler=sampler, eta=eta,
         temperature=temperature, callback=callback,
     )
     if consistency <= 0:

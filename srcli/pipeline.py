@@ -49,8 +49,8 @@ DEFAULT_STRENGTH: dict[float, float] = {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0}
 _SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
 INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits
 # channels_last on the CPU too: CPU time of a U-Net step of the c=32 model, 1 thread, -10% at
-# 256x256 (0.37 -> 0.33 s) and -12% at 512x512 (1.40 -> 1.25 s); a whole encoder-plus-
-# 8-step upscale -10% and -15..24%; the noise prediction moves by 1e-7 (1 grey level at one pixel in 200k).
+# 256x256 (0.37 -> 0.33 s) and -12% at 512x512 (1.40 -> 1.25 s); a whole upscale (encoder and 8
+# steps) -10% and -10..24%; the noise prediction moves by 1e-7 (one pixel in 200k one level off).
 CPU_CHANNELS_LAST = True
 
 

@@ -8,14 +8,22 @@ Two files: the full resume state (model, optimizers, EMA, RNGs, data order, step
 outside the repository, and the shipped safetensors model at ``out`` (EMA weights, fp16).  Both are
 written atomically.  ``resume`` continues from the state exactly, or, when the state is gone, from
 the shipped file alone with fresh optimizers.  Runs under ``torchrun`` with DistributedDataParallel.
+
+The two stages keep their own step counters, so a run can go back to stage 1: raising
+``encoder_steps`` of a resumed run trains the encoder further (e.g. with a faster
+``encoder_lr_halve_every``), then stage 2 carries on where it was.  SIGTERM or Ctrl-C saves
+the state at the end of the current step before stopping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +56,7 @@ class TrainConfig:
     patch: int = 64
     lr: float = 2e-4
     lr_halve_every: int = 100000
+    encoder_lr_halve_every: Optional[int] = None  # stage 1's own halving period (None: lr_halve_every)
     grad_clip: float = 10.0
     ema_decay: float = 0.999
     scales: tuple[float, float] = (2.0, 4.0)
@@ -110,8 +119,9 @@ def setup_distributed() -> None:
         dist.init_process_group(backend=backend)
 
 
-def learning_rate(cfg: TrainConfig, stage_step: int) -> float:
-    return cfg.lr * 0.5 ** (stage_step // cfg.lr_halve_every)
+def learning_rate(cfg: TrainConfig, stage: str, stage_step: int) -> float:
+    period = cfg.encoder_lr_halve_every if stage == "encoder" and cfg.encoder_lr_halve_every else cfg.lr_halve_every
+    return cfg.lr * 0.5 ** (stage_step // period)
 
 
 class Trainer:
@@ -127,31 +137,42 @@ class Trainer:
         self.model = SRDiffModel(cfg.model).to(self.device)
         self.schedule = NoiseSchedule.named(cfg.schedule, cfg.model.timesteps)
         self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed + 1000 * rank(), log=log)
-        self.step = 0  # total steps over both stages
+        self.done = {"encoder": 0, "diffusion": 0}  # steps taken in each stage
         self.ema = EMA(self.model.denoise_fn, cfg.ema_decay)
-        self.optimizer: Optional[torch.optim.Optimizer] = None
-        self.optimizer_stage: Optional[str] = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.stop_requested: Optional[str] = None
         self.torch_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1000 * rank())
         self.val_images = [load_rgb8(p) for p in list_images(cfg.val)] if cfg.val else []
 
     # -- bookkeeping -----------------------------------------------------------------------------
     @property
+    def step(self) -> int:
+        """Total steps over both stages."""
+        return self.done["encoder"] + self.done["diffusion"]
+
+    @property
     def stage(self) -> str:
-        return "encoder" if self.step < self.cfg.encoder_steps else "diffusion"
+        return "encoder" if self.done["encoder"] < self.cfg.encoder_steps else "diffusion"
 
     @property
     def total_steps(self) -> int:
-        return self.cfg.encoder_steps + self.cfg.steps
+        return max(self.cfg.encoder_steps, self.done["encoder"]) + max(self.cfg.steps, self.done["diffusion"])
 
-    def _make_optimizer(self) -> None:
-        params = self.model.rrdb.parameters() if self.stage == "encoder" else self.model.denoise_fn.parameters()
-        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
-        self.optimizer_stage = self.stage
+    @property
+    def finished(self) -> bool:
+        return self.stage == "diffusion" and self.done["diffusion"] >= self.cfg.steps
+
+    def optimizer(self, stage: str) -> torch.optim.Optimizer:
+        """Each stage's Adam, made on first use (and kept, so a return to a stage keeps its moments)."""
+        if stage not in self.optimizers:
+            params = self.model.rrdb.parameters() if stage == "encoder" else self.model.denoise_fn.parameters()
+            self.optimizers[stage] = torch.optim.Adam(params, lr=self.cfg.lr)
+        return self.optimizers[stage]
 
     def _info(self) -> dict:
         return {
-            "encoder_steps_done": min(self.step, self.cfg.encoder_steps),
-            "diffusion_steps_done": max(0, self.step - self.cfg.encoder_steps),
+            "encoder_steps_done": self.done["encoder"],
+            "diffusion_steps_done": self.done["diffusion"],
             "train": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "state_dir")},
             "world_size": self.world,
         }
@@ -179,10 +200,10 @@ class Trainer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
+            "done": json.dumps(self.done),
             "model": self.model.state_dict(),
             "ema": self.ema.shadow.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "optimizer_stage": self.optimizer_stage,
+            "optimizers": {stage: opt.state_dict() for stage, opt in self.optimizers.items()},
             "rng_states": json.dumps(rng_states),
             "torch_rng": torch.get_rng_state(),
             "config": json.dumps(self.cfg.to_dict()),
@@ -194,7 +215,11 @@ class Trainer:
         """Continue from the full state if present, else from the shipped weights alone."""
         if self.state_path.is_file():
             state = torch.load(self.state_path, map_location=self.device, weights_only=True)
-            self.step = int(state["step"])
+            if "done" in state:
+                self.done = json.loads(state["done"])
+            else:  # a state from before the per-stage counters: one step count over both stages
+                encoder_steps = json.loads(state["config"])["encoder_steps"]
+                self.done = {"encoder": min(int(state["step"]), encoder_steps), "diffusion": max(0, int(state["step"]) - encoder_steps)}
             self.model.load_state_dict(state["model"])
             self.ema.shadow.load_state_dict(state["ema"])
             rng_states = json.loads(state["rng_states"])
@@ -203,9 +228,11 @@ class Trainer:
                 self.sampler.set_state(mine["sampler"])
                 self.torch_gen.set_state(torch.tensor(mine["torch_gen"], dtype=torch.uint8))
             torch.set_rng_state(state["torch_rng"])
-            if state["optimizer"] is not None and state["optimizer_stage"] == self.stage:
-                self._make_optimizer()
-                self.optimizer.load_state_dict(state["optimizer"])
+            saved = state.get("optimizers")
+            if saved is None and state.get("optimizer") is not None:
+                saved = {state["optimizer_stage"]: state["optimizer"]}
+            for stage, opt_state in (saved or {}).items():
+                self.optimizer(stage).load_state_dict(opt_state)
             return f"resumed exactly from {self.state_path} at step {self.step}"
         if Path(self.cfg.out).is_file():
             model, _, info = load_checkpoint(self.cfg.out, self.device)
@@ -213,9 +240,7 @@ class Trainer:
                 raise ValueError(f"{self.cfg.out}: its model config differs from this run's")
             self.model.load_state_dict(model.state_dict())
             self.ema.shadow.load_state_dict(model.denoise_fn.state_dict())
-            self.step = int(info.get("encoder_steps_done", 0)) + int(info.get("diffusion_steps_done", 0))
-            if info.get("encoder_steps_done", 0) < self.cfg.encoder_steps:
-                self.step = int(info.get("encoder_steps_done", 0))
+            self.done = {"encoder": int(info.get("encoder_steps_done", 0)), "diffusion": int(info.get("diffusion_steps_done", 0))}
             return f"no resume state; continuing from the weights in {self.cfg.out} at step {self.step} with fresh optimizers"
         return "nothing to resume; starting fresh"
 
@@ -225,7 +250,7 @@ class Trainer:
             return nn.parallel.DistributedDataParallel(module)
         return module
 
-    def train_step(self, net: nn.Module) -> float:
+    def train_step(self, net: nn.Module, optimizer: torch.optim.Optimizer) -> float:
         batch = self.sampler.batch(self.cfg.batch)
         hr, lr = batch.hr.to(self.device), batch.lr.to(self.device)
         if self.stage == "encoder":
@@ -236,14 +261,25 @@ class Trainer:
                 x_r = to_residual(hr, resize(lr, tuple(hr.shape[-2:])), self.cfg.model.res_rescale)
             scale = torch.full((hr.shape[0],), batch.scale, device=self.device)
             loss = training_loss(lambda x, t: net(x, t, feats, scale), self.schedule, x_r, self.torch_gen)
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        self.optimizer.step()
+        optimizer.step()
         return float(loss.detach())
 
+    def _should_stop(self) -> bool:
+        """A stop asked for by a signal; under DDP every rank stops at the same step (saving is collective)."""
+        flag = self.stop_requested is not None
+        if is_distributed():
+            t = torch.tensor([float(flag)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
     def run(self, progress: Optional[Callable[[int, int, dict], None]] = None, max_seconds: Optional[float] = None) -> None:
+        """Train until both stages have their steps; returns early (after a save) on ``max_seconds``
+        or on SIGTERM / SIGINT."""
         cfg = self.cfg
         self.log(
             f"model: encoder {count_parameters(self.model.rrdb) / 1e6:.2f}M, "
@@ -253,41 +289,46 @@ class Trainer:
         started = time.time()
         net, net_stage = None, None
         window, window_start = [], time.time()
-        while self.step < self.total_steps:
-            if self.optimizer is None or self.optimizer_stage != self.stage:
-                self._make_optimizer()
-            if net_stage != self.stage:
-                trained = self.model.rrdb if self.stage == "encoder" else ConditionedDenoiser(self.model.denoise_fn)
-                self.model.rrdb.requires_grad_(self.stage == "encoder")
-                net, net_stage = self._wrap(trained.train()), self.stage
-                self.log(f"stage {self.stage} from step {self.step}")
-            stage_step = self.step if self.stage == "encoder" else self.step - cfg.encoder_steps
-            for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, stage_step)
-            loss = self.train_step(net)
-            if self.stage == "diffusion":
-                self.ema.update(self.model.denoise_fn, stage_step)
-            self.step += 1
-            window.append(loss)
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
-                elapsed = time.time() - window_start
-                record = {
-                    "step": self.step, "stage": self.stage if self.step < self.total_steps else "diffusion",
-                    "loss": float(np.mean(window)), "lr": learning_rate(cfg, stage_step),
-                    "steps_per_s": len(window) / max(elapsed, 1e-9), "time": time.time(),
-                }
-                self._write_log(record)
-                if progress:
-                    progress(self.step, self.total_steps, record)
-                window, window_start = [], time.time()
-            if self.step % cfg.save_every == 0 or self.step == self.total_steps or self.step == cfg.encoder_steps:
-                self.save()
-            if self.val_images and (self.step % cfg.val_every == 0 or self.step == cfg.encoder_steps):
-                self._write_log({"step": self.step, "validation": self.validate()})
-            if max_seconds is not None and time.time() - started > max_seconds:
-                self.save()
-                self.log(f"stopping after {max_seconds:.0f}s at step {self.step} (resume with --resume)")
-                return
+        with _stop_on_signals(self):
+            while not self.finished:
+                stage = self.stage
+                if net_stage != stage:
+                    trained = self.model.rrdb if stage == "encoder" else ConditionedDenoiser(self.model.denoise_fn)
+                    self.model.rrdb.requires_grad_(stage == "encoder")
+                    net, net_stage = self._wrap(trained.train()), stage
+                    self.log(f"stage {stage} from step {self.step} ({self.done[stage]} steps of it done)")
+                optimizer = self.optimizer(stage)
+                lr = learning_rate(cfg, stage, self.done[stage])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self.train_step(net, optimizer)
+                if stage == "diffusion":
+                    self.ema.update(self.model.denoise_fn, self.done["diffusion"])
+                self.done[stage] += 1
+                stage_ended = stage == "encoder" and self.stage != stage
+                window.append(loss)
+                if self.step % cfg.log_every == 0 or self.finished:
+                    elapsed = time.time() - window_start
+                    record = {
+                        "step": self.step, "stage": stage, "loss": float(np.mean(window)), "lr": lr,
+                        "steps_per_s": len(window) / max(elapsed, 1e-9), "time": time.time(),
+                    }
+                    self._write_log(record)
+                    if progress:
+                        progress(self.step, self.total_steps, record)
+                    window, window_start = [], time.time()
+                if self.step % cfg.save_every == 0 or self.finished or stage_ended:
+                    self.save()
+                if self.val_images and (self.step % cfg.val_every == 0 or stage_ended):
+                    self._write_log({"step": self.step, "validation": self.validate()})
+                if self._should_stop():
+                    self.save()
+                    self.log(f"{self.stop_requested or 'a stop on another rank'}: saved at step {self.step} (resume with --resume)")
+                    return
+                if max_seconds is not None and time.time() - started > max_seconds:
+                    self.save()
+                    self.log(f"stopping after {max_seconds:.0f}s at step {self.step} (resume with --resume)")
+                    return
         self.save()
 
     def parameter_checksum(self) -> float:
@@ -322,7 +363,7 @@ class Trainer:
                 "bicubic": tensor_to_uint8(Conditioned(model, x_lr, size).x_up),
                 "encoder": tensor_to_uint8(model.rrdb(x_lr, size)),
             }
-            if self.step > self.cfg.encoder_steps:  # the noise predictor has been trained
+            if self.done["diffusion"] > 0:  # the noise predictor has been trained
                 sr = super_resolve(model, self.schedule, x_lr, size, seeded_noise([i], self.device), steps=self.cfg.val_steps)
                 outs["diffusion"] = tensor_to_uint8(sr)
             border = math.ceil(scale)
@@ -335,3 +376,24 @@ class Trainer:
                 result[name] = {"psnr_y": round(float(p), 3), "ssim_y": round(float(s), 4), "lr_psnr": round(float(l), 2)}
         self.log(f"validation at step {self.step}: {json.dumps(result)}")
         return result
+
+
+@contextlib.contextmanager
+def _stop_on_signals(trainer: Trainer):
+    """SIGTERM / SIGINT ask the trainer to save and stop after the current step (main thread only:
+    elsewhere, e.g. in a notebook's worker thread, signals stay as they are)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask(signum, frame):  # noqa: ARG001
+        if trainer.stop_requested is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        trainer.stop_requested = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

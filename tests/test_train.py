@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from typer.testing import CliRunner
 from conftest import tiny_config
 from srcli.checkpoint import load_checkpoint
 from srcli.cli import app
-from srcli.train import TrainConfig, Trainer
+from srcli.train import TrainConfig, Trainer, learning_rate
 
 TINY_FLAGS = [
     "--unet-dim", "8", "--unet-mults", "1,2", "--rrdb-blocks", "2", "--rrdb-nf", "8", "--rrdb-gc", "4",
@@ -143,3 +145,49 @@ def test_ddp_two_cpu_processes(photo_dir, tmp_path):
     assert sums["0"] == sums["1"]
     _, _, info = load_checkpoint(out)
     assert info["world_size"] == 2 and info["diffusion_steps_done"] == 2
+
+
+def test_learning_rate_halves_per_stage():
+    cfg = TrainConfig(data="d", out="o", lr=1e-3, lr_halve_every=100, encoder_lr_halve_every=10)
+    assert learning_rate(cfg, "encoder", 9) == 1e-3 and learning_rate(cfg, "encoder", 25) == 2.5e-4
+    assert learning_rate(cfg, "diffusion", 25) == 1e-3 and learning_rate(cfg, "diffusion", 100) == 5e-4
+    assert learning_rate(TrainConfig(data="d", out="o", lr_halve_every=10), "encoder", 10) == 1e-4
+
+
+def test_return_to_stage_one_then_continue(photo_dir, tmp_path):
+    """Raising encoder_steps of a finished run trains the encoder further, leaves the noise predictor
+    alone meanwhile, then continues stage 2 with its own counter, EMA and Adam moments."""
+    Trainer(_config(photo_dir, tmp_path, encoder_steps=2, steps=2), log=lambda m: None).run()
+    t = Trainer(_config(photo_dir, tmp_path, encoder_steps=4, steps=3, save_every=1000), log=lambda m: None)
+    t.resume()
+    assert t.done == {"encoder": 2, "diffusion": 2} and t.stage == "encoder" and t.total_steps == 7
+    denoiser = {k: v.clone() for k, v in t.model.denoise_fn.state_dict().items()}
+    adam_steps = [s["step"].item() for s in t.optimizer("diffusion").state_dict()["state"].values()]
+    assert adam_steps and set(adam_steps) == {2.0}  # the stage-2 moments came back from the state
+    encoder = {k: v.clone() for k, v in t.model.rrdb.state_dict().items()}
+    t.run(max_seconds=0)  # one more encoder step
+    assert t.done == {"encoder": 3, "diffusion": 2}
+    assert all(torch.equal(v, t.model.denoise_fn.state_dict()[k]) for k, v in denoiser.items())
+    assert any(not torch.equal(v, t.model.rrdb.state_dict()[k]) for k, v in encoder.items())
+    t.run()
+    assert t.done == {"encoder": 4, "diffusion": 3}
+    _, _, info = load_checkpoint(t.cfg.out)
+    assert info["encoder_steps_done"] == 4 and info["diffusion_steps_done"] == 3
+    assert set(t.optimizer("diffusion").state_dict()["state"][0]["step"].view(-1).tolist()) == {3.0}
+
+
+def test_sigterm_saves_and_exits_with_its_code(photo_dir, tmp_path):
+    out, state = tmp_path / "w.safetensors", tmp_path / "s"
+    cmd = [sys.executable, "-m", "srcli", "train", "--data", str(photo_dir / "train"), "--out", str(out),
+           "--state-dir", str(state), "--encoder-steps", "100000", "--steps", "1", "--save-every", "100000", *TINY_FLAGS]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for line in proc.stderr:  # wait until the loop runs
+        if line.startswith("stage encoder"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM, rest
+    assert "SIGTERM: saved at step" in rest
+    _, _, info = load_checkpoint(out)
+    assert (state / "state.pt").is_file() and info["encoder_steps_done"] >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +29,10 @@ Examples:
   srcli train --data data/train --val data/val --out weights/mine.safetensors
 
   srcli train --data data/train --out weights/mine.safetensors --resume   # after an interruption
+
+  srcli train ... --resume --encoder-steps 6000 --encoder-lr-halve-every 1000   # more stage 1, then on
+
+Ctrl-C or SIGTERM saves the state at the end of the current step; a second one stops at once.
 
   torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
 """
@@ -65,6 +70,7 @@ def train_command(
     patch: Annotated[int, typer.Option(help="HR patch size in pixels.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
     lr_halve_every: Annotated[int, typer.Option(help="Halve the learning rate every N steps of a stage.")] = 40000,
+    encoder_lr_halve_every: Annotated[Optional[int], typer.Option(help="Stage 1's own halving period (default: --lr-halve-every).")] = None,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the noise predictor's weights.")] = 0.999,
     grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = 10.0,
     unet_dim: Annotated[int, typer.Option(help="U-Net base width c (the paper: 64; measured best on CPUs: 32).")] = 32,
@@ -92,6 +98,9 @@ def train_command(
     for name, value in (("--steps", steps), ("--encoder-steps", encoder_steps)):
         if value < 0:
             fail(f"{name} must be >= 0")
+    for name, value in (("--lr-halve-every", lr_halve_every), ("--encoder-lr-halve-every", encoder_lr_halve_every)):
+        if value is not None and value < 1:
+            fail(f"{name} must be >= 1")
     if batch < 1 or patch < 16:
         fail("--batch must be >= 1 and --patch >= 16")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -115,6 +124,7 @@ def train_command(
     cfg = TrainConfig(
         data=str(data), out=str(out), val=str(val) if val else None, state_dir=str(state),
         encoder_steps=encoder_steps, steps=steps, batch=batch, patch=patch, lr=lr, lr_halve_every=lr_halve_every,
+        encoder_lr_halve_every=encoder_lr_halve_every,
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
     )
@@ -137,3 +147,5 @@ def train_command(
     err_console.print(f"rank {rank()} parameter checksum {trainer.parameter_checksum():.10e}", highlight=False)
     if rank() == 0:
         log(f"wrote {out} at step {trainer.step}")
+    if trainer.stop_requested:  # saved and stopped early: the shell's code for death by that signal
+        raise typer.Exit(128 + signal.Signals[trainer.stop_requested].value)
