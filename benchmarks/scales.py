@@ -4,11 +4,13 @@
     python3 benchmarks/scales.py --quick --weights tiny.safetensors   # smoke run, seconds
 
 PSNR/SSIM on Y, LR-PSNR and seconds per image at 2x, 2.7x, 3.5x and 4x (one model pass each) for
-bicubic, Lanczos, srcli at full strength (1.0: SRDiff's start from pure noise) and srcli at the
-default strength of the scale (``pipeline.DEFAULT_STRENGTH``, filled from strength_sweep.py); and
+bicubic, Lanczos, srcli at full strength (1.0: SRDiff's start from pure noise), srcli at the
+default strength of the scale from its default start image, the encoder's regression output
+(``pipeline.DEFAULT_STRENGTH``, filled from strength_sweep.py), and the same from the bicubic image
+(Diff-SR's start, ``--init bicubic``); and
 the same rows at 8x, which runs as a cascade (4x, then 2x with half the steps).  Every number is
 ``srcli.evaluate`` on the 10 crops of 256x256 (25 ddpm steps, seed 0, the metrics of DESIGN.md
-section 4).  Where the default strength of every pass is 1.0 the two srcli rows are one run.
+section 4).  Where the default strength of every pass is 1.0 the srcli rows are one run.
 
 Cost with the shipped c=32 model (~0.25 s per U-Net step at 256x256 on 2 idle cores): full strength
 is 10 crops x 25 steps = ~65 s per scale, a default strength F about F times that; 8x is ~50 s per
@@ -25,7 +27,7 @@ import _common as c
 
 TABLE_SCALES = (2.0, 2.7, 3.5, 4.0)  # Diff-SR's Table 1
 CASCADE_SCALE = 8.0
-FULL, DEFAULT = "srcli, strength 1", "srcli, default strength"
+FULL, DEFAULT, DIFFSR = "srcli, strength 1", "srcli, default strength", "srcli, default strength, --init bicubic"
 
 
 def main() -> None:
@@ -46,12 +48,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for scale in (*TABLE_SCALES, CASCADE_SCALE):
-        default_stages = pipe.stages(scale, steps)
-        runs = [(FULL, 1.0, ("bicubic", "lanczos"))]
-        if any(s.strength != 1.0 for s in default_stages):
-            runs.append((DEFAULT, None, ()))
-        for label, strength, baselines in runs:
-            report = evaluate_folder(val, pipe, limit=limit, scale=scale, steps=steps, strength=strength,
+        runs = [(FULL, 1.0, None, ("bicubic", "lanczos"))]
+        for label, init in ((DEFAULT, "encoder"), (DIFFSR, "bicubic")):
+            if any(s.strength != 1.0 for s in pipe.stages(scale, steps, init=init)):
+                runs.append((label, None, init, ()))
+        for label, strength, init, baselines in runs:
+            report = evaluate_folder(val, pipe, limit=limit, scale=scale, steps=steps, strength=strength, init=init,
                                      seed=args.seed, baselines=baselines)
             if report.failed:
                 raise SystemExit(f"could not evaluate: {report.failed}")
@@ -62,8 +64,10 @@ def main() -> None:
                     row["stages"] = report.settings["stages"]
                 rows.append(row)
                 print(row, flush=True)
-        if len(runs) == 1:  # the default is full strength: the same run
-            rows.append({**rows[-1], "method": DEFAULT})
+        full = next(r for r in rows if r["scale"] == scale and r["method"] == FULL)
+        for label in (DEFAULT, DIFFSR):  # a default of full strength: the same run
+            if label not in (r[0] for r in runs):
+                rows.append({**full, "method": label})
     elapsed = time.perf_counter() - start
 
     info = c.machine_info(args, pipe.source)
@@ -92,7 +96,9 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], steps: int, elaps
     table = [[m] + [cell for s in TABLE_SCALES for cell in _cells(at[(s, m)])] for m in methods]
     cascade = [[m, *_cells(at[(CASCADE_SCALE, m)]), _passes(at[(CASCADE_SCALE, m)]) if "stages" in at[(CASCADE_SCALE, m)] else "-"]
                for m in methods]
-    strengths = ", ".join(f"{s:g}x {_strengths(at[(s, DEFAULT)])}" for s in (*TABLE_SCALES, CASCADE_SCALE))
+    strengths = "; ".join(
+        f"from the {init} {', '.join(f'{s:g}x {_strengths(at[(s, label)])}' for s in (*TABLE_SCALES, CASCADE_SCALE))}"
+        for label, init in ((DEFAULT, "encoder output"), (DIFFSR, "bicubic image")))
     n = rows[0]["images"]
     return (
         f"### Quality by scale: {n} validation crops, {steps} ddpm steps (a start at strength F runs F x that)\n\n"

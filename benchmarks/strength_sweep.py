@@ -3,22 +3,24 @@
     python3 benchmarks/strength_sweep.py                                # ~5 min on 2 idle cores
     python3 benchmarks/strength_sweep.py --quick --weights tiny.safetensors   # smoke run, seconds
 
-For every scale (1.5x, 2x, 3x, 4x: one model pass each) and strength (0.2 .. 1.0) ``srcli.evaluate``
-runs on one crop of each validation photo (5 crops, 20 ddpm steps, seed 0) and gives PSNR/SSIM on
-Y and LR-PSNR.  On top the script measures the detail of each output: the mean absolute Laplacian
+For every scale (1.5x, 2x, 3x, 4x: one model pass each), start image (``--init``: the encoder's
+regression output, srcli's default, and bicubic, Diff-SR's) and strength (0.1 .. 1.0; 1.0 is the
+same pure-noise start for both) ``srcli.evaluate`` runs on one crop of each validation photo
+(5 crops, 20 ddpm steps, seed 0) and gives PSNR/SSIM on Y and LR-PSNR.  On top the script measures the detail of each output: the mean absolute Laplacian
 of Y relative to the HR crop's (1 = as much fine structure as the original; bicubic is far below).
-Too little strength leaves the bicubic blur, too much lets the model drift from the input (Diff-SR
-found about 20% of T best at 2x and 40% at 4x, with a model that has no LR condition).
+Too little strength leaves the blur of the start image, too much lets the model drift from the
+input (Diff-SR found about 20% of T best at 2x and 40% at 4x, with a model that has no LR condition).
 
-The suggested strength of a scale: the highest PSNR-Y among the strengths that recover at least
-90% of the detail that full strength adds over bicubic (so the least noise that removes the blur,
-unless more noise is also more faithful); a tie within 0.01 dB goes to the smaller strength (fewer
-steps).  The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/pipeline.py; the
-1.5x row also shows whether a direct pass below the trained range beats bicubic.
+The suggested strength of a scale and init: the highest PSNR-Y among the strengths that recover at
+least 90% of the detail that full strength adds over bicubic (so the least noise that removes the
+blur, unless more noise is also more faithful); a tie within 0.01 dB goes to the smaller strength
+(fewer steps).  The script prints the result as the ``DEFAULT_STRENGTH`` table of
+srcli/pipeline.py; the 1.5x row also shows whether a direct pass below the trained range beats
+bicubic.
 
-Cost: a run takes strength x steps reverse steps, so one scale is 5 crops x (4+8+12+16+20) steps x
-~0.25 s per step at 256x256 (c=32 model, 2 idle cores) = ~75 s, and four scales ~5 min (7.1 min
-measured with other work on the machine).
+Cost: a run takes strength x steps reverse steps; with the default grid one scale is 5 crops x
+(2 x 48 + 20) steps x ~0.1-0.25 s per step at 256x256 (c=32 model, 2 idle cores), ~2-3 min, and
+four scales ~10 min.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -62,12 +64,13 @@ def suggest(rows: list[dict[str, Any]], bicubic_detail: float) -> float:
 def main() -> None:
     p = c.parser(__doc__, val=True)
     p.add_argument("--scales", type=float, nargs="+", default=None, help="default 1.5 2 3 4")
-    p.add_argument("--strengths", type=float, nargs="+", default=None, help="default 0.2 0.4 0.6 0.8 1.0")
+    p.add_argument("--strengths", type=float, nargs="+", default=None, help="default 0.1 0.2 0.3 0.4 0.6 0.8 1.0")
+    p.add_argument("--inits", nargs="+", default=None, help="default: encoder bicubic")
     p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default 20)")
     p.add_argument("--limit", type=int, default=None, help="crops (default 5: one per photo)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from srcli.engine import reverse_steps, start_step
+    from srcli.engine import INITS, reverse_steps, start_step
     from srcli.evaluate import SRCLI, evaluate_images
     from srcli.imageio import list_images, load_rgb8
     from srcli.metrics import border_for
@@ -75,14 +78,16 @@ def main() -> None:
     val = c.val_folder(p, args)
     threads = c.setup(args)
     scales = args.scales or ([2.0, 4.0] if args.quick else [1.5, 2.0, 3.0, 4.0])
-    strengths = sorted(args.strengths or ([0.5, 1.0] if args.quick else [0.2, 0.4, 0.6, 0.8, 1.0]))
+    strengths = sorted(args.strengths or ([0.5, 1.0] if args.quick else [0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]))
+    inits = args.inits or list(INITS)
     steps = args.steps or (4 if args.quick else 20)
     paths = spread(list_images(val), args.limit or (2 if args.quick else 5))
     images = [(path.name, load_rgb8(path)) for path in paths]
     pipe = c.load_pipeline(args.weights)
-    print(f"{len(images)} crops ({', '.join(n for n, _ in images)}), {steps} steps, strengths {strengths}", flush=True)
+    print(f"{len(images)} crops ({', '.join(n for n, _ in images)}), {steps} steps, strengths {strengths}, inits {inits}", flush=True)
 
-    rows, bicubic, suggested = [], {}, {}
+    rows, bicubic = [], {}
+    suggested: dict[str, dict[float, float]] = {init: {} for init in inits}
     start = time.perf_counter()
     for scale in scales:
         border = border_for(scale)
@@ -91,11 +96,10 @@ def main() -> None:
         def on_output(name: str, method: str, out: np.ndarray, hr: np.ndarray) -> None:
             details[method].append(laplacian_detail(out, border) / laplacian_detail(hr, border))
 
-        scale_rows = []
-        for strength in strengths:
+        def run(init: str, strength: float) -> dict[str, Any]:
             details.pop(SRCLI, None)
             report = evaluate_images(
-                images, pipe, scale=scale, steps=steps, strength=strength, seed=args.seed,
+                images, pipe, scale=scale, steps=steps, strength=strength, init=init, seed=args.seed,
                 baselines=("bicubic",) if scale not in bicubic else (), on_output=on_output,
             )
             if report.failed:
@@ -106,21 +110,34 @@ def main() -> None:
                 bicubic[scale] = {"scale": scale, "psnr_y": b.psnr_y, "ssim_y": b.ssim_y, "lr_psnr": b.lr_psnr,
                                   "detail": float(np.mean(details["bicubic"]))}
             s = mean[SRCLI]
-            row = {"scale": scale, "strength": strength,
-                   "steps_run": reverse_steps(pipe.schedule, start_step(pipe.schedule, strength), steps),
-                   "psnr_y": s.psnr_y, "ssim_y": s.ssim_y, "lr_psnr": s.lr_psnr,
-                   "detail": float(np.mean(details[SRCLI])), "seconds": s.seconds}
-            scale_rows.append(row)
-            print(row, flush=True)
-        suggested[scale] = suggest(scale_rows, bicubic[scale]["detail"])
-        rows += scale_rows
+            return {"scale": scale, "init": init, "strength": strength,
+                    "steps_run": reverse_steps(pipe.schedule, start_step(pipe.schedule, strength), steps),
+                    "psnr_y": s.psnr_y, "ssim_y": s.ssim_y, "lr_psnr": s.lr_psnr,
+                    "detail": float(np.mean(details[SRCLI])), "seconds": s.seconds}
+
+        full: Optional[dict[str, Any]] = None  # strength 1 starts from pure noise whatever the init: one run
+        for init in inits:
+            scale_rows = []
+            for strength in strengths:
+                if strength == 1.0 and full is not None:
+                    row = {**full, "init": init}
+                else:
+                    row = run(init, strength)
+                    full = row if strength == 1.0 else full
+                scale_rows.append(row)
+                print(row, flush=True)
+            suggested[init][scale] = suggest(scale_rows, bicubic[scale]["detail"])
+            rows += scale_rows
     elapsed = time.perf_counter() - start
 
     info = c.machine_info(args, pipe.source)
-    table = "DEFAULT_STRENGTH: dict[float, float] = {" + ", ".join(f"{float(s)!r}: {f:g}" for s, f in suggested.items()) + "}"
+    table = "DEFAULT_STRENGTH: dict[str, dict[float, float]] = {\n" + "".join(
+        f"    {init!r}: {{" + ", ".join(f"{float(s)!r}: {f:g}" for s, f in table_of.items()) + "},\n"
+        for init, table_of in suggested.items()) + "}"
     data = {"machine": info, "model": pipe.describe(), "val": str(val), "crops": [n for n, _ in images],
             "steps": steps, "seed": args.seed, "threads": threads, "strengths": strengths, "rows": rows,
-            "bicubic": list(bicubic.values()), "suggested": {f"{s:g}": f for s, f in suggested.items()},
+            "bicubic": list(bicubic.values()),
+            "suggested": {init: {f"{s:g}": f for s, f in table_of.items()} for init, table_of in suggested.items()},
             "rule": f"max PSNR-Y among strengths with >= {DETAIL_RECOVERY:.0%} of full strength's detail gain over bicubic",
             "seconds_total": elapsed}
     md_rows = []
@@ -129,15 +146,15 @@ def main() -> None:
         md_rows.append([f"{scale:g}x", "bicubic", "-", c.fmt(b["psnr_y"], 2), c.fmt(b["ssim_y"], 4), c.fmt(b["lr_psnr"], 2),
                         c.fmt(b["detail"], 2), "-"])
         for r in (r for r in rows if r["scale"] == scale):
-            mark = " **<-**" if r["strength"] == suggested[scale] else ""
-            md_rows.append(["", f"strength {r['strength']:g}{mark}", r["steps_run"], c.fmt(r["psnr_y"], 2),
+            mark = " **<-**" if r["strength"] == suggested[r["init"]][scale] else ""
+            md_rows.append(["", f"{r['init']}, strength {r['strength']:g}{mark}", r["steps_run"], c.fmt(r["psnr_y"], 2),
                             c.fmt(r["ssim_y"], 4), c.fmt(r["lr_psnr"], 2), c.fmt(r["detail"], 2), c.fmt(r["seconds"], 2)])
     md = (
         f"### Strength sweep: {len(images)} validation crops, {steps} ddpm steps at full strength\n\n"
         + c.md_machine(info) + "\n"
         + c.md_table(["scale", "method", "steps run", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "detail", "s / image"], md_rows)
         + f"\ndetail = mean |Laplacian of Y| relative to the HR crop's.  <- = suggested: {data['rule']}.\n\n"
-        + f"For srcli/pipeline.py:\n\n    {table}\n\n"
+        + "For srcli/pipeline.py:\n\n" + "".join(f"    {line}\n" for line in table.splitlines()) + "\n"
         + f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n"
     )
     c.write_results(args, "strength_sweep", data, md)

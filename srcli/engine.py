@@ -54,17 +54,40 @@ def seeded_noise(seeds: Sequence[int], device: torch.device | str = "cpu") -> No
     return noise
 
 
+# The image the Diff-SR start injects noise into (strength < 1): SRDiff's own RRDB regression output,
+# which the encoder computes anyway, or the bicubic upsampling of the Diff-SR paper.
+INITS = ("encoder", "bicubic")
+DEFAULT_INIT = "encoder"
+
+
 class Conditioned:
-    """An LR batch encoded once: the projected condition and ``up(x_L)`` on the HR grid."""
+    """An LR batch encoded once: the projected condition and ``up(x_L)`` on the HR grid (and, on
+    first use, the encoder's regression output, from the same trunk features)."""
 
     def __init__(self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int]):
         model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         self.model = model
         self.rescale = model.config.res_rescale
+        self.x_lr = x_lr
         self.x_up = resize(x_lr.float(), out_size).to(x_lr.dtype)
-        self.cond_hr = model.condition(x_lr, out_size)
+        feats = model.rrdb.features(x_lr)
+        self.trunk = feats[-1]
+        self.cond_hr = model.denoise_fn.project_cond(feats, out_size)
         scale = out_size[1] / x_lr.shape[-1]
         self.scale = torch.full((x_lr.shape[0],), scale, device=x_lr.device)
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return tuple(self.x_up.shape[-2:])
+
+    def start_residual(self, init: str) -> torch.Tensor:
+        """The residual of the image a Diff-SR start noises: 0 for ``bicubic`` (x = up(x_L)), the
+        encoder's regression output for ``encoder``."""
+        if init == "bicubic":
+            return torch.zeros(self.x_up.shape, device=self.x_up.device)
+        if init != "encoder":
+            raise ValueError(f"unknown init {init!r} (choose {' or '.join(INITS)})")
+        return self.to_residual(self.model.rrdb.head(self.trunk, self.x_lr, self.out_size))
 
     def expand(self, n: int) -> "Conditioned":
         """The same condition repeated n times along the batch (for diverse samples of one input)."""
@@ -72,6 +95,8 @@ class Conditioned:
             raise ValueError("expand() needs a condition of batch size 1")
         other = object.__new__(Conditioned)
         other.model, other.rescale = self.model, self.rescale
+        other.x_lr = self.x_lr.expand(n, -1, -1, -1)
+        other.trunk = self.trunk.expand(n, -1, -1, -1)
         other.x_up = self.x_up.expand(n, -1, -1, -1)
         other.cond_hr = self.cond_hr.expand(n, -1, -1, -1)
         other.scale = self.scale.expand(n)
@@ -144,11 +169,17 @@ def super_resolve(
     callback: StepCallback = None,
     cond: Optional[Conditioned] = None,
     consistency: int = DEFAULT_CONSISTENCY,
+    init: str = DEFAULT_INIT,
 ) -> torch.Tensor:
-    """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size``.  The reverse process starts at
-    t = round(strength * T) from up(x_L) with noise injected to that level (residual 0 diffused to t,
-    Diff-SR); strength 1.0 is SRDiff's start from pure noise.  ``steps`` respaces the process.
-    ``consistency`` back-projection iterations make the result downscale to the input."""
+    """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size``.
+
+    Strength 1.0 is SRDiff's start (Alg. 2): x_T ~ N(0, I).  A smaller strength is the Diff-SR
+    start: t0 = round(strength * T) and x_t0 = q_sample(x_init, t0), eq. (4) of DDPM applied to an
+    upsampled image in residual space — the encoder's regression output (``init="encoder"``) or
+    up(x_L) itself, residual 0 (``init="bicubic"``, the paper's choice).  Less noise keeps more of
+    that image and invents less.  ``steps`` respaces the process (a start at t0 takes the share
+    t0 / T of them).  ``consistency`` back-projection iterations make the result downscale to the
+    input."""
     cond = cond or Conditioned(model, x_lr, out_size)
     t0 = start_step(schedule, strength)
     shape = (x_lr.shape[0], 3, *out_size)
@@ -157,7 +188,7 @@ def super_resolve(
         # Alg. 2's x_T ~ N(0, I) exactly (as diffusion.sample), not sqrt(1 - abar_T) of it
         x_t = eps * temperature
     else:
-        x_t = schedule.q_sample(torch.zeros(shape, device=x_lr.device), t0, eps)
+        x_t = schedule.q_sample(cond.start_residual(init).to(eps.dtype), t0, eps)
     x0 = reverse_process(
         cond.eps_fn(), schedule, x_t, t0, noise, steps=reverse_steps(schedule, t0, steps), sampler=sampler, eta=eta,
         temperature=temperature, callback=callback,

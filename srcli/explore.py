@@ -143,20 +143,21 @@ def sample_diverse(
     temperature: float = 1.0,
     callback: StageCallback = None,
     strength: Optional[float] = None,
+    init: Optional[str] = None,
 ) -> DiverseSamples:
     """``n`` samples of one LR image, seeds seed..seed+n-1, in one batch through the network.
 
     The LR encoder runs once; its condition is repeated along the batch.  Each sample takes its
     noise from its own seed's noise field, so sample i equals the untiled
-    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps, sampler and strength, None
-    being the per-scale default) whatever n is; scales beyond the model's range run the same
+    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps, sampler, strength and init,
+    None being the defaults) whatever n is; scales beyond the model's range run the same
     cascade (``SRPipeline.sr_cascade``).  Untiled: the batch of n HR images must fit in memory.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")
     check_sampler(sampler)
     scale = default_scale(pipe) if scale is None else scale
-    stages = pipe.stages(scale, steps, strength)
+    stages = pipe.stages(scale, steps, strength, init)
     lr = _rgb8(image)
     sizes = cascade_sizes(lr.shape[:2], scale, [s.scale for s in stages])
     x_lr = pipe.to_input(lr)

@@ -136,7 +136,11 @@ class RRDBEncoder(nn.Module):
 
     def forward(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """Regression SR output in [-1, 1] at ``out_size`` (H, W)."""
-        fea = self.features(x_lr)[-1]
+        return self.head(self.features(x_lr)[-1], x_lr, out_size)
+
+    def head(self, fea: torch.Tensor, x_lr: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """The upsampling head on the last of ``features`` (so a caller that has the features for
+        the conditioning gets the regression output without a second trunk pass)."""
         if self.fixed_scale:
             for i in range(1, self.n_up + 1):
                 fea = F.interpolate(fea, scale_factor=2, mode="nearest")

@@ -13,7 +13,8 @@ Scales: any factor in [1.5, 8].  One pass of the model covers its training range
 below it); larger factors run as a cascade of passes (``plan_cascade``, SR3's cascades with one
 scale-free model), each pass tiled on its own, with fewer steps at the higher resolutions and a seed
 derived per pass (``stage_seed``).  ``strength`` is the Diff-SR start (the share of T the reverse
-process starts from, from the noised bicubic image); its default depends on the scale
+process starts from) and ``init`` the image noised for it (``engine.INITS``: the encoder's regression
+output by default, or bicubic); the default strength depends on the scale and the init
 (``DEFAULT_STRENGTH``).
 """
 
@@ -31,7 +32,7 @@ from PIL import Image
 
 from .checkpoint import load_checkpoint, resolve_weights
 from .diffusion import NoiseFn, NoiseSchedule
-from .engine import Conditioned, super_resolve
+from .engine import DEFAULT_INIT, INITS, Conditioned, super_resolve
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import SRDiffModel
 from .ops import array_to_tensor, quantize, scaled_size
@@ -41,11 +42,14 @@ DEFAULT_STEPS = 25
 DEFAULT_SAMPLER = "ddpm"
 MIN_SCALE, MAX_SCALE = 1.5, 8.0
 
-# The default strength of one pass by its scale (Diff-SR's "perceptual recoverable field": too
-# little noise leaves the bicubic blur, too much invents content).  The values come from
-# benchmarks/strength_sweep.py (results/strength_sweep.md), which prints this table; between the
-# listed scales the strength is interpolated linearly, outside them the nearest entry holds.
-DEFAULT_STRENGTH: dict[float, float] = {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0}
+# The default strength of one pass by its init and scale (Diff-SR's "perceptual recoverable field":
+# too little noise leaves the blur of the start image, too much invents content).  The values come
+# from benchmarks/strength_sweep.py (results/strength_sweep.md), which prints this table; between
+# the listed scales the strength is interpolated linearly, outside them the nearest entry holds.
+DEFAULT_STRENGTH: dict[str, dict[float, float]] = {
+    "encoder": {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0},
+    "bicubic": {1.5: 1.0, 2.0: 1.0, 3.0: 1.0, 4.0: 1.0},
+}
 _SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
 INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits
 # channels_last on the CPU too: CPU time of a U-Net step of the c=32 model, 1 thread, -10% at
@@ -134,9 +138,18 @@ def check_strength(strength: Optional[float]) -> Optional[float]:
     return float(strength)
 
 
-def default_strength(scale: float) -> float:
+def check_init(init: Optional[str]) -> str:
+    """The image a strength < 1 start noises: one of ``engine.INITS`` (None: the default)."""
+    if init is None:
+        return DEFAULT_INIT
+    if init not in INITS:
+        raise UsageError(f"unknown init {init!r} (choose {' or '.join(INITS)})")
+    return init
+
+
+def default_strength(scale: float, init: str = DEFAULT_INIT) -> float:
     """The strength of a pass at ``scale`` from ``DEFAULT_STRENGTH`` (linear between its entries)."""
-    scales, strengths = zip(*sorted(DEFAULT_STRENGTH.items()))
+    scales, strengths = zip(*sorted(DEFAULT_STRENGTH[check_init(init)].items()))
     return float(np.interp(scale, scales, strengths))
 
 
@@ -183,11 +196,13 @@ def cascade_sizes(size: tuple[int, int], scale: float, factors: Sequence[float])
 
 @dataclass(frozen=True)
 class Stage:
-    """One pass of the model: its factor, reverse steps of a full run (None: all T) and strength."""
+    """One pass of the model: its factor, reverse steps of a full run (None: all T), strength and
+    the image a strength < 1 start noises (``engine.INITS``)."""
 
     scale: float
     steps: Optional[int]
     strength: float
+    init: str = DEFAULT_INIT
 
 
 @dataclass
@@ -246,12 +261,15 @@ class SRPipeline:
         fixed = self.config.fixed_scale
         return (float(fixed), float(fixed)) if fixed is not None else tuple(self.config.train_scales)
 
-    def stages(self, scale: float, steps: Optional[int] = DEFAULT_STEPS, strength: Optional[float] = None) -> list[Stage]:
+    def stages(
+        self, scale: float, steps: Optional[int] = DEFAULT_STEPS, strength: Optional[float] = None, init: Optional[str] = None
+    ) -> list[Stage]:
         """The passes of ``scale`` (``plan_cascade``): pass k runs steps / 2**k reverse steps (SR3:
         fewer steps at higher resolution, where a step costs more and has less left to add) with
-        ``strength`` or, when None, ``default_strength`` of its own factor.  A fixed-scale
-        checkpoint runs its scale and its powers only.  Bad arguments raise UsageError."""
+        ``strength`` or, when None, ``default_strength`` of its own factor and the init.  A
+        fixed-scale checkpoint runs its scale and its powers only.  Bad arguments raise UsageError."""
         scale, steps, strength = check_scale(scale), check_steps(steps), check_strength(strength)
+        init = check_init(init)
         fixed = self.config.fixed_scale
         try:
             factors = plan_cascade(scale, self.scale_range)
@@ -269,7 +287,7 @@ class SRPipeline:
             raise UsageError(f"{scale:g}x cannot be made of passes of {low:g}x-{high:g}x, the range this model was trained on")
         full = self.schedule.T if steps is None else min(steps, self.schedule.T)
         return [
-            Stage(f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f) if strength is None else strength)
+            Stage(f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f, init) if strength is None else strength, init)
             for k, f in enumerate(factors)
         ]
 
@@ -323,6 +341,7 @@ class SRPipeline:
         callback: Optional[Callable[[int, int], None]] = None,
         cond: Optional[Conditioned] = None,
         origins: Optional[Sequence[tuple[int, int]]] = None,
+        init: str = DEFAULT_INIT,
     ) -> torch.Tensor:
         """SR of a batch of equally sized LR tensors, one seed per batch element (untiled).
         ``origins`` places each element on its image's HR grid (tiles); default (0, 0)."""
@@ -331,6 +350,7 @@ class SRPipeline:
             return super_resolve(
                 self.model, self.schedule, x_lr, out_size, self.noise(seeds, origins), steps=steps,
                 sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback, cond=cond,
+                init=init,
             )
 
     def sr_cascade(
@@ -355,7 +375,7 @@ class SRPipeline:
                 x, cond = x.expand(n, -1, -1, -1), cond.expand(n)
             x = self.sr_tensor(
                 x, size, [stage_seed(s, k) for s in seeds], stage.steps, sampler, temperature=temperature,
-                strength=stage.strength, callback=progress.next_pass(), cond=cond,
+                strength=stage.strength, callback=progress.next_pass(), cond=cond, init=stage.init,
             )
             if k + 1 < len(stages):
                 x = self._on_device(quantize(x, INTERMEDIATE_DTYPE))
@@ -385,15 +405,17 @@ class SRPipeline:
         callback: Optional[Callable[[int, int], None]] = None,
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
+        init: Optional[str] = None,
     ) -> ImageData:
         """Upscale an ``ImageData``: colour through the model (16-bit samples keep their precision
         into it and out of it), alpha with a classical filter, metadata carried over.  ``strength``
-        None is the per-scale default.  Scales beyond one pass run as a cascade (``stages``), each
+        None is the per-scale default, ``init`` None the default start image (``engine.INITS``).
+        Scales beyond one pass run as a cascade (``stages``), each
         pass tiled on its own and handed on as a 16-bit image.  ``tile`` is the largest HR tile side
         in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse steps over all
         tiles and passes (the total grows as each pass starts)."""
         check_sampler(sampler)
-        stages = self.stages(scale, steps, strength)
+        stages = self.stages(scale, steps, strength, init)
         check_tile(tile)
         check_tile_batch(tile_batch)
         sizes = cascade_sizes(image.size, scale, [s.scale for s in stages])
@@ -431,7 +453,7 @@ class SRPipeline:
             cond = align_to_grid(self.condition(x, size), origins, multiple)
             return self.sr_tensor(
                 x, size, [seed] * x.shape[0], stage.steps, sampler, temperature=temperature, strength=stage.strength,
-                callback=step_callback, cond=cond, origins=origins,
+                callback=step_callback, cond=cond, origins=origins, init=stage.init,
             )
 
         return tiled_upscale(
@@ -450,6 +472,7 @@ class SRPipeline:
         callback: Optional[Callable[[int, int], None]] = None,
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
+        init: Optional[str] = None,
     ) -> Image.Image:
         """Upscale one image by ``scale`` (output size round(scale * input size)).  A PIL image keeps
         its kind (RGB, RGBA, L, LA, I;16); an (H, W, 3) uint8/uint16 array gives an RGB image."""
@@ -460,7 +483,7 @@ class SRPipeline:
                 data = ImageData(np.asarray(image))
             except ValueError as exc:
                 raise UsageError(f"expected an RGB image (H, W, 3) of uint8 or uint16: {exc}") from None
-        out = self.upscale_image(data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch)
+        out = self.upscale_image(data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch, init)
         return to_pil(out)[0]
 
     def describe(self) -> dict[str, Any]:

@@ -69,8 +69,8 @@ def test_plan_cascade_narrow_ranges():
 
 
 def test_stages_halve_the_steps_and_take_the_strength_per_pass(pipe, monkeypatch):
-    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {2.0: 0.2, 4.0: 0.4})
-    assert default_strength(3) == pytest.approx(0.3)
+    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.2, 4.0: 0.4}, "bicubic": {2.0: 0.9}})
+    assert default_strength(3) == pytest.approx(0.3) and default_strength(3, "bicubic") == 0.9
     assert default_strength(1.5) == pytest.approx(0.2) and default_strength(8) == pytest.approx(0.4)
     assert pipe.stages(8, steps=20) == [Stage(4.0, 20, 0.4), Stage(2.0, 10, 0.2)]
     assert pipe.stages(8, steps=20, strength=0.7) == [Stage(4.0, 20, 0.7), Stage(2.0, 10, 0.7)]
@@ -78,6 +78,9 @@ def test_stages_halve_the_steps_and_take_the_strength_per_pass(pipe, monkeypatch
     assert pipe.stages(8, steps=None)[1].steps == pipe.schedule.T // 2
     assert "cascade" in pipe.plan_note(8, pipe.stages(8)) and pipe.plan_note(3, pipe.stages(3)) is None
     assert "below" in pipe.plan_note(1.5, pipe.stages(1.5))
+    assert pipe.stages(8, steps=20, init="bicubic") == [Stage(4.0, 20, 0.9, "bicubic"), Stage(2.0, 10, 0.9, "bicubic")]
+    with pytest.raises(UsageError, match="unknown init"):
+        pipe.stages(4, init="lanczos")
 
 
 def test_cascade_sizes_end_at_the_direct_size():
@@ -143,7 +146,7 @@ def test_default_strength_is_the_default_path(pipe, monkeypatch):
     img = texture(10, 12)
     explicit = np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=default_strength(2)))
     assert np.array_equal(np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2)), explicit)
-    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {2.0: 0.5})
+    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.5}, "bicubic": {2.0: 0.5}})
     half = np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2))
     assert np.array_equal(half, np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=0.5)))
     assert not np.array_equal(half, np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=1.0)))
@@ -157,10 +160,45 @@ def test_strength_near_zero_returns_nearly_the_bicubic_image():
     img = texture(12, 14)
     x_lr = fine.to_input(img)
     bicubic = tensor_to_uint8(back_project(resize(x_lr, (24, 28)), x_lr)).astype(int)
-    near = np.asarray(fine.upscale(img, scale=2, steps=10, seed=0, strength=0.001)).astype(int)
+    near = np.asarray(fine.upscale(img, scale=2, steps=10, seed=0, strength=0.001, init="bicubic")).astype(int)
     full = np.asarray(fine.upscale(img, scale=2, steps=10, seed=0, strength=1.0)).astype(int)
     assert np.abs(near - bicubic).max() <= 3 and np.abs(near - bicubic).mean() < 0.6
     assert np.abs(full - bicubic).mean() > 10 * np.abs(near - bicubic).mean()
+
+
+def test_strength_near_zero_from_the_encoder_returns_nearly_its_regression():
+    """The default init: the same start at t = 1 around the encoder's regression output instead."""
+    fine = make_pipe(timesteps=1000)
+    # a random encoder adds next to nothing to bicubic: give its output a pattern back-projection keeps
+    checker = (torch.arange(24).view(-1, 1) + torch.arange(28)) % 2 * 0.4 - 0.2
+    plain_head = fine.model.rrdb.head
+    fine.model.rrdb.head = lambda fea, x, size: (plain_head(fea, x, size) + checker).clamp(-1, 1)
+    img = texture(12, 14)
+    x_lr = fine.to_input(img)
+    with torch.inference_mode():
+        regression = fine.model.rrdb(x_lr, (24, 28))
+        cond = Conditioned(fine.model, x_lr, (24, 28))  # the residual range clips as in the engine
+        expected = cond.to_image(cond.to_residual(back_project(cond.to_image(cond.to_residual(regression)), x_lr)))
+    expected = tensor_to_uint8(expected).astype(int)
+    near = np.asarray(fine.upscale(img, scale=2, steps=10, seed=0, strength=0.001, init="encoder")).astype(int)
+    bicubic = np.asarray(fine.upscale(img, scale=2, steps=10, seed=0, strength=0.001, init="bicubic")).astype(int)
+    assert np.abs(near - expected).max() <= 3 and np.abs(near - expected).mean() < 0.6
+    assert np.abs(bicubic - expected).mean() > 5 * np.abs(near - expected).mean()
+
+
+def test_start_residual_reuses_the_encoders_trunk():
+    """``Conditioned`` takes the regression output from the trunk features it encoded for the
+    condition: the same as a separate forward pass, also for an expanded (diverse) batch."""
+    model = tiny_model()
+    x_lr = torch.rand(1, 3, 9, 7) * 2 - 1
+    with torch.inference_mode():
+        cond = Conditioned(model, x_lr, (27, 21))
+        regression = model.rrdb(x_lr, (27, 21))
+        assert torch.allclose(cond.to_image(cond.start_residual("encoder")), regression.clamp(cond.x_up - 0.5, cond.x_up + 0.5), atol=1e-6)
+        assert torch.equal(cond.start_residual("bicubic"), torch.zeros(1, 3, 27, 21))
+        assert torch.allclose(cond.expand(3).start_residual("encoder"), cond.start_residual("encoder").expand(3, -1, -1, -1), atol=1e-6)
+        with pytest.raises(ValueError):
+            cond.start_residual("nearest")
 
 
 # -- cascades ---------------------------------------------------------------------------------------
@@ -200,6 +238,8 @@ def test_fixed_scale_checkpoint_runs_its_powers_and_refuses_the_rest():
     fixed2 = make_pipe(projection="transposed", scale=2)
     assert [s.scale for s in fixed2.stages(8)] == [2, 2, 2]
     assert fixed2.upscale(texture(6, 5), scale=4, steps=2).size == (20, 24)
+    # the paper's RRDB head gives the encoder start of a fixed-scale checkpoint
+    assert fixed2.upscale(texture(6, 5), scale=4, steps=2, strength=0.5, init="encoder").size == (20, 24)
     with pytest.raises(UsageError, match=r"fixed to 2x .*2x, 4x or 8x"):
         fixed2.stages(3)
     fixed4 = make_pipe(projection="transposed", scale=4)
@@ -213,7 +253,8 @@ def test_fixed_scale_checkpoint_runs_its_powers_and_refuses_the_rest():
 
 @pytest.mark.parametrize("command", ["upscale", "sample-diverse", "eval"])
 @pytest.mark.parametrize("args, message", [(["--scale", "1.0"], "scale must be"), (["--scale", "8.5"], "scale must be"),
-                                           (["--scale", "nan"], "scale must be"), (["--scale", "2", "--strength", "0"], "strength")])
+                                           (["--scale", "nan"], "scale must be"), (["--scale", "2", "--strength", "0"], "strength"),
+                                           (["--scale", "2", "--init", "nearest"], "unknown init")])
 def test_cli_out_of_range_is_a_usage_error(tmp_path, command, args, message):
     src = tmp_path / "a.png"
     Image.fromarray(texture(8, 8)).save(src)

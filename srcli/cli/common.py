@@ -33,6 +33,22 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present)
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout (for scripts).")]
+StrengthOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--strength",
+        help="Start the reverse process at this fraction of T (0 < F <= 1) from the --init image with noise injected to that level (Diff-SR); 1 = from pure noise, SRDiff's sampler. Lower keeps closer to the init and invents less. Default: per scale.",
+        show_default=False,
+    ),
+]
+InitOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--init",
+        help="The image a --strength below 1 starts from: encoder (the model's own regression output, the default) or bicubic (as Diff-SR).",
+        show_default=False,
+    ),
+]
 
 
 def error(message: str) -> None:

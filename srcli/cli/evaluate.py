@@ -14,11 +14,11 @@ from rich.table import Table
 
 from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, evaluate_folder
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_sampler, check_scale, check_steps, check_strength, check_tile,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, PrecisionOpt, SeedOpt, WeightsOpt, err_console, error, fail, note,
+    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note,
     progress_bar, usage_errors,
 )
 
@@ -64,6 +64,8 @@ def render_table(report: EvalReport) -> Table:
     if "steps" in st:
         title += f", {st['steps']} {st['sampler']} steps, {st['samples']} sample(s), seed {st['seed']}"
         title += ", strength " + " then ".join(f"{s['strength']:g}" for s in st["stages"])
+        if any(s["strength"] < 1 for s in st["stages"]):
+            title += f" from {st['stages'][0]['init']}"
     table = Table(title=title, caption=f"PSNR/SSIM on Y, border {st['border']}px; time in s per image")
     for name, justify in (("image", "left"), ("method", "left"), ("PSNR-Y", "right"), ("SSIM-Y", "right"),
                           ("LR-PSNR", "right"), ("sigma", "right"), ("s/img", "right")):
@@ -88,10 +90,8 @@ def eval_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of the table.")] = False,
     save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write srcli outputs and side-by-side comparison crops here.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images (sorted by path).")] = None,
-    strength: Annotated[
-        Optional[float],
-        typer.Option("--strength", help="Start of the reverse process as a fraction of T, 0 < F <= 1 (Diff-SR); 1 = pure noise. Default: per scale.", show_default=False),
-    ] = None,
+    strength: StrengthOpt = None,
+    init: InitOpt = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -104,6 +104,7 @@ def eval_command(
         check_steps(steps)
         check_sampler(sampler)
         strength = check_strength(strength)
+        init = check_init(init)
         check_tile(tile)
         if samples < 1:
             fail(f"--samples must be >= 1, got {samples}")
@@ -113,7 +114,7 @@ def eval_command(
             fail(f"--save-dir {save_dir}: exists and is not a folder")
         names = check_baselines(baselines.split(","))
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
-        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength)))
+        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init)))
 
     with progress_bar() as progress:
         images_task = progress.add_task("images", total=None)
@@ -128,7 +129,7 @@ def eval_command(
         with usage_errors():
             report = evaluate_folder(
                 hr_dir, pipe, limit=limit, scale=scale, steps=steps, sampler=sampler, samples=samples, seed=seed,
-                strength=strength, baselines=names, save_dir=save_dir, tile=tile, on_image=on_image, on_step=on_step,
+                strength=strength, init=init, baselines=names, save_dir=save_dir, tile=tile, on_image=on_image, on_step=on_step,
             )
         progress.update(images_task, completed=len(report.images) + len(report.failed))
     report.settings["threads"] = torch.get_num_threads()

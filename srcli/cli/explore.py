@@ -12,10 +12,10 @@ from rich.console import Console
 
 from .. import explore
 from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
-from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_sampler, check_scale, check_steps, check_strength
+from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
+    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, emit_json, fail, note,
     progress_bar, protect_inputs, usage_errors, warn,
 )
 
@@ -123,7 +123,7 @@ def _stage_progress(progress) -> Callable[[str, int, int], None]:
 
 def _load_pipeline(
     weights: Optional[str], device: str, precision: str, steps: int, scale: Optional[float],
-    strength: Optional[float] = None, cascade: bool = False,
+    strength: Optional[float] = None, init: Optional[str] = None, cascade: bool = False,
 ) -> tuple[SRPipeline, int, float]:
     """The pipeline, the steps it will run (at most T) and the scale (the model's default when None),
     with a warning for a scale the model was not trained on, or with ``cascade`` (a command that
@@ -135,7 +135,7 @@ def _load_pipeline(
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
             steps = pipe.schedule.T
         if cascade:
-            note(pipe.plan_note(scale, pipe.stages(scale, steps, strength)))
+            note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init)))
     low, high = pipe.config.train_scales
     if not cascade and pipe.config.fixed_scale is None and not low <= scale <= high:
         warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
@@ -156,10 +156,8 @@ def sample_diverse_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
-    strength: Annotated[
-        Optional[float],
-        typer.Option("--strength", help="Start of the reverse process as a fraction of T, 0 < F <= 1 (Diff-SR); 1 = pure noise. Default: per scale, as srcli upscale.", show_default=False),
-    ] = None,
+    strength: StrengthOpt = None,
+    init: InitOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -168,6 +166,7 @@ def sample_diverse_command(
     _check_common(steps, sampler, scale)
     with usage_errors():
         check_strength(strength)
+        init = check_init(init)
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
     image = _load(input)
@@ -176,12 +175,12 @@ def sample_diverse_command(
     paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
-    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale, strength, cascade=True)
+    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale, strength, init, cascade=True)
 
     with progress_bar() as progress, usage_errors():
         result = explore.sample_diverse(
             pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress), strength=strength,
+            callback=_stage_progress(progress), strength=strength, init=init,
         )
     for s, sample in zip(result.seeds, result.samples):
         _write(paths[s], sample)
@@ -192,7 +191,7 @@ def sample_diverse_command(
     if json_out:
         emit_json({
             "command": "sample-diverse", "input": str(input), "n": n, "seeds": result.seeds, "scale": scale,
-            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature, "strength": strength,
+            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature, "strength": strength, "init": init,
             "samples": [str(paths[s]) for s in result.seeds], "contact_sheet": str(sheet_path),
             "sigma_map": str(sigma_path), "mean_sigma": round(result.mean_sigma, 4),
         })

@@ -13,12 +13,12 @@ from ..fsutil import remove_stale_temps
 from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, write_image
 from ..ops import scaled_size
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_steps, check_strength,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_init, check_sampler, check_scale, check_steps, check_strength,
     check_tile, check_tile_batch, resolve_device, resolve_precision,
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, apply_pixel_limit,
+    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
     emit_json, err_console, error, expand_inputs, note, parse_shard, progress_bar, protect_inputs, take_shard,
     usage_errors, warn,
 )
@@ -40,9 +40,11 @@ N-th file of the sorted input list starting at the I-th, for N parallel processe
 --scale takes any factor from 1.5 to 8.  Factors beyond the model's training range (2-4 for the
 shipped model) run as a cascade of passes, the largest first: 8x is 4x then 2x, 6x is 3x then 2x;
 later passes take half the steps of the one before, and each has its own seed derived from --seed.
---strength F starts the reverse process at F x T from the bicubic image with noise injected to that
-level (Diff-SR) instead of from pure noise (F = 1), in every pass; smaller F keeps closer to the
-input and takes fewer steps.  Its default depends on the scale of the pass.
+--strength F starts the reverse process at F x T from an upsampled image with noise injected to
+that level (Diff-SR) instead of from pure noise (F = 1, SRDiff's sampler), in every pass; smaller F
+keeps closer to that image, invents less and takes fewer steps.  The image is the model's own
+regression output (--init encoder, the default) or the bicubic one (--init bicubic, as Diff-SR).
+The default strength depends on the scale of the pass.
 
 Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
 that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
@@ -59,7 +61,9 @@ Examples:
 
   srcli upscale 'scans/**/*.tif' --scale 4 --tile 256 --shard 2/4
 
-  srcli upscale face.png --scale 4 --sampler ddim --steps 10 --strength 0.4
+  srcli upscale face.png --scale 4 --strength 1      # SRDiff's sampler: more invented texture
+
+  srcli upscale face.png --scale 4 --sampler ddim --steps 10 --strength 0.4 --init bicubic
 
   srcli upscale thumb.png --scale 8 --seed 3
 
@@ -137,14 +141,8 @@ def upscale_command(
         Optional[int], typer.Option("--tile-batch", help="Tiles of one image per network batch. Default: 4 on CUDA, 1 on CPU.")
     ] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, respaced) or ddim.")] = DEFAULT_SAMPLER,
-    strength: Annotated[
-        Optional[float],
-        typer.Option(
-            "--strength",
-            help="Start the reverse process at this fraction of T (0 < F <= 1) from the noised bicubic image (Diff-SR); 1 = from pure noise. Default: per scale.",
-            show_default=False,
-        ),
-    ] = None,
+    strength: StrengthOpt = None,
+    init: InitOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
     json_output: JsonOpt = False,
@@ -157,6 +155,7 @@ def upscale_command(
         check_tile_batch(tile_batch)
         check_sampler(sampler)
         strength = check_strength(strength)
+        init = check_init(init)
         resolve_precision(precision, resolve_device(device))
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
@@ -172,7 +171,7 @@ def upscale_command(
         if steps > pipe.schedule.T:
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
             steps = pipe.schedule.T
-        stages = pipe.stages(scale, steps, strength)  # a fixed-scale checkpoint refuses other scales here
+        stages = pipe.stages(scale, steps, strength, init)  # a fixed-scale checkpoint refuses other scales here
     note(pipe.plan_note(scale, stages))
 
     failed = 0
@@ -184,7 +183,7 @@ def upscale_command(
 
     counts = {"ok": 0, "skipped": 0}
     settings = {
-        "scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength,
+        "scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength, "init": init,
         "stages": [asdict(s) for s in stages],
     }
     with progress_bar() as progress:
@@ -235,7 +234,7 @@ def _process(
             return {**record, "status": "skipped", "height": out_size[0], "width": out_size[1]}
         result = pipe.upscale_image(
             image, settings["scale"], settings["steps"], settings["seed"], settings["sampler"],
-            strength=settings["strength"], callback=on_step, tile=tile, tile_batch=tile_batch,
+            strength=settings["strength"], init=settings["init"], callback=on_step, tile=tile, tile_batch=tile_batch,
         )
         written = write_image(dst, result)
     except (ImageReadError, ImageWriteError) as exc:
