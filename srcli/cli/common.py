@@ -51,6 +51,13 @@ InitOpt = Annotated[
 ]
 
 
+def reflow(help_text: str) -> str:
+    """A command's help with each prose paragraph on one line, so the terminal (not the source)
+    decides where lines break; indented paragraphs (examples) stay as written."""
+    paragraphs = help_text.strip().split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split()) for p in paragraphs)
+
+
 def error(message: str) -> None:
     """One line on stderr, no traceback."""
     err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)

@@ -9,9 +9,9 @@ import typer
 
 from ..convert import convert_official
 from .app import app
-from .common import EXIT_SOME_FAILED, JsonOpt, emit_json, fail, usage_errors
+from .common import EXIT_SOME_FAILED, JsonOpt, emit_json, fail, reflow, usage_errors
 
-HELP = """Convert an SRDiff authors' checkpoint (.ckpt) into a srcli checkpoint.
+HELP = reflow("""Convert an SRDiff authors' checkpoint (.ckpt) into a srcli checkpoint.
 
 The model (scale, RRDB blocks, U-Net widths) is read from the tensor shapes; the
 diffusion schedule is the checkpoint's own betas.  The .ckpt is read with PyTorch's
@@ -26,7 +26,7 @@ Examples:
   srcli convert df2k4x.ckpt df2k4x.safetensors --half          # fp16 weights, half the size
 
   srcli upscale face.png --scale 8 --weights weights/srdiff-celeba-x8.safetensors
-"""
+""")
 
 
 @app.command("convert", help=HELP)

@@ -10,23 +10,27 @@ import typer
 
 from ..data import PACKAGES, prepare_dataset
 from .app import app
-from .common import EXIT_USAGE, emit_json, err_console, fail
+from .common import EXIT_USAGE, emit_json, err_console, fail, reflow
 
 
-@app.command("prepare-data")
+HELP = reflow("""Build the training photos and the fixed validation crops from Debian wallpaper packages.
+
+Downloads mate-backgrounds and plasma-workspace-wallpapers with apt-get download (or uses
+--debs), keeps only the photographs, holds out five of them and cuts two 256px validation crops
+from each (the most textured ones, deterministically).
+
+Example:
+
+  srcli prepare-data data/  &&  srcli train --data data/train --val data/val --out w.safetensors
+""")
+
+
+@app.command("prepare-data", help=HELP)
 def prepare_data_command(
     out: Annotated[Path, typer.Argument(help="Folder to create train/ and val/ in.")],
     debs: Annotated[Optional[Path], typer.Option(help="Folder with the .deb files already downloaded.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the SHA-256 of every file written.")] = False,
 ) -> None:
-    """Build the training photos and the fixed validation crops from Debian wallpaper packages.
-
-    Downloads mate-backgrounds and plasma-workspace-wallpapers with apt-get download (or uses
-    --debs), keeps only the photographs, holds out five of them and cuts two 256px validation crops
-    from each (the most textured ones, deterministically).
-
-    Example:  srcli prepare-data data/  &&  srcli train --data data/train --val data/val --out w.safetensors
-    """
     if (out / "train").exists() and any((out / "train").iterdir()):
         fail(f"{out}/train already has files; choose an empty folder")
     try:

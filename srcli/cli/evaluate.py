@@ -19,17 +19,17 @@ from ..pipeline import (
 from .app import app
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note,
-    progress_bar, usage_errors,
+    progress_bar, reflow, usage_errors,
 )
 
-HELP = f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
+HELP = reflow(f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
 
 Each HR image is cropped so the scale divides it, degraded to LR with Pillow bicubic (8-bit RGB),
 upscaled by srcli and by the baselines, and scored against the HR crop: PSNR and SSIM on the Y
 channel with a ceil(scale) border, LR-PSNR (consistency with the input) and, with --samples K > 1,
 the diversity sigma.  Times are seconds per image (per sample for srcli).  Sample k uses seed
-SEED+k.  Scales beyond the model's range run as the cascade of srcli upscale; --strength defaults
-per scale as there.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output).
+SEED+k.  Scales beyond the model's range run as the cascade of srcli upscale; --strength and
+--init default as there.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output).
 
 Examples:
 
@@ -40,7 +40,7 @@ Examples:
   srcli eval photos/ --scale 2.5 --limit 5 --json > report.json
 
 Exit codes: 0 success, 1 some images could not be evaluated, 2 usage error.
-"""
+""")
 
 
 def _fmt(value: Optional[float], digits: int) -> str:

@@ -16,7 +16,7 @@ from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, c
 from .app import app
 from .common import (
     EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, emit_json, fail, note,
-    progress_bar, protect_inputs, usage_errors, warn,
+    progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
@@ -146,7 +146,7 @@ def _say(message: str) -> None:
     Console(highlight=False).print(message, soft_wrap=True)
 
 
-@app.command("sample-diverse", help=SAMPLE_HELP)
+@app.command("sample-diverse", help=reflow(SAMPLE_HELP))
 def sample_diverse_command(
     input: InputArg,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples (one batch).")] = 8,
@@ -201,10 +201,10 @@ def sample_diverse_command(
 
 
 # The design card's short name; hidden so --help lists the command once.
-app.command("sample", help=SAMPLE_HELP, hidden=True)(sample_diverse_command)
+app.command("sample", help=reflow(SAMPLE_HELP), hidden=True)(sample_diverse_command)
 
 
-@app.command("interpolate", help=INTERP_HELP)
+@app.command("interpolate", help=reflow(INTERP_HELP))
 def interpolate_command(
     input: InputArg,
     t: Annotated[int, typer.Option("--t", help="Diffusion step t in [0, T] both predictions are diffused to.")] = 50,
@@ -275,7 +275,7 @@ def _parse_box(text: str) -> tuple[int, int, int, int]:
     return box
 
 
-@app.command("fuse", help=FUSE_HELP)
+@app.command("fuse", help=reflow(FUSE_HELP))
 def fuse_command(
     eyes: Annotated[Path, typer.Argument(help="The eye source (HR image).", show_default=False)],
     face: Annotated[Path, typer.Argument(help="The face source (HR image of the same size).", show_default=False)],

@@ -14,9 +14,9 @@ from ..checkpoint import CheckpointError, read_metadata
 from ..nets import ModelConfig
 from ..train import TrainConfig, Trainer, default_state_dir, rank, setup_distributed
 from .app import app
-from .common import EXIT_USAGE, err_console, fail, progress_bar
+from .common import EXIT_USAGE, err_console, fail, progress_bar, reflow
 
-HELP = """Train a scale-free SRDiff model on a folder of HR images (LR made on the fly).
+HELP = reflow("""Train a scale-free SRDiff model on a folder of HR images (LR made on the fly).
 
 Stage 1 pretrains the RRDB encoder with an L1 loss; stage 2 trains the noise predictor with
 Algorithm 1 on the residual, encoder frozen.  The full resume state lives outside the repository
@@ -32,10 +32,11 @@ Examples:
 
   srcli train ... --resume --encoder-steps 6000 --encoder-lr-halve-every 1000   # more stage 1, then on
 
-Ctrl-C or SIGTERM saves the state at the end of the current step; a second one stops at once.
-
   torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
-"""
+
+Ctrl-C or SIGTERM saves the state at the end of the current step and exits with 130 or 143; a
+second one stops at once.
+""")
 
 
 def _parse_scales(text: str) -> tuple[float, float]:

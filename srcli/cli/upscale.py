@@ -19,7 +19,7 @@ from ..pipeline import (
 from .app import app
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
-    emit_json, err_console, error, expand_inputs, note, parse_shard, progress_bar, protect_inputs, take_shard,
+    emit_json, err_console, error, expand_inputs, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
     usage_errors, warn,
 )
 
@@ -69,8 +69,7 @@ Examples:
 
 Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage error.
 """
-# one line per paragraph, so the terminal (not the source) decides where lines break
-HELP = "\n\n".join(p if p.startswith(" ") else " ".join(p.split()) for p in _HELP.strip().split("\n\n"))
+HELP = reflow(_HELP)
 
 
 def output_name(src: Path, scale: float) -> str:
