@@ -174,7 +174,7 @@ def super_resolve(
     """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size``.
 
     Strength 1.0 is SRDiff's start (Alg. 2): x_T ~ N(0, I).  A smaller strength is the Diff-SR
-    start: t0 = round(strength * T) and x_t0 = q_sample(x_init, t0), eq. (4) of DDPM applied to an
+    start: t0 = round(strength * T) and x_t0 = q_sample(x_init, t0) (paper Eq. 4) applied to an
     upsampled image in residual space — the encoder's regression output (``init="encoder"``) or
     up(x_L) itself, residual 0 (``init="bicubic"``, the paper's choice).  Less noise keeps more of
     that image and invents less.  ``steps`` respaces the process (a start at t0 takes the share
@@ -188,7 +188,8 @@ def super_resolve(
         # Alg. 2's x_T ~ N(0, I) exactly (as diffusion.sample), not sqrt(1 - abar_T) of it
         x_t = eps * temperature
     else:
-        x_t = schedule.q_sample(cond.start_residual(init).to(eps.dtype), t0, eps)
+        # the injected noise is scaled like every other draw, so temperature 0 is deterministic
+        x_t = schedule.q_sample(cond.start_residual(init).to(eps.dtype), t0, eps * temperature)
     x0 = reverse_process(
         cond.eps_fn(), schedule, x_t, t0, noise, steps=reverse_steps(schedule, t0, steps), sampler=sampler, eta=eta,
         temperature=temperature, callback=callback,

@@ -44,6 +44,9 @@ StageCallback = Optional[Callable[[str, int, int], None]]
 # width and height: x 0.15-0.85, y 0.30-0.50.
 DEFAULT_EYE_BOX = (0.15, 0.30, 0.85, 0.50)
 DEFAULT_LAMBDAS = (0.0, 0.4, 0.8, 1.0)  # the paper's Fig. 6(b)
+# sample_diverse's strength: the whole reverse process, SRDiff's diverse sampling (upscale's
+# per-scale default starts nearer the regression output and the samples barely differ at 2x)
+DIVERSE_STRENGTH = 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,16 +145,18 @@ def sample_diverse(
     sampler: str = DEFAULT_SAMPLER,
     temperature: float = 1.0,
     callback: StageCallback = None,
-    strength: Optional[float] = None,
+    strength: Optional[float] = DIVERSE_STRENGTH,
     init: Optional[str] = None,
 ) -> DiverseSamples:
     """``n`` samples of one LR image, seeds seed..seed+n-1, in one batch through the network.
 
     The LR encoder runs once; its condition is repeated along the batch.  Each sample takes its
     noise from its own seed's noise field, so sample i equals the untiled
-    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps, sampler, strength and init,
-    None being the defaults) whatever n is; scales beyond the model's range run the same
-    cascade (``SRPipeline.sr_cascade``).  Untiled: the batch of n HR images must fit in memory.
+    ``pipe.upscale(image, seed=seed + i, tile=0)`` (same scale, steps, sampler, strength and init)
+    whatever n is; scales beyond the model's range run the same cascade (``SRPipeline.sr_cascade``).
+    The strength defaults to 1, SRDiff's diverse sampling from pure noise, because the point is the
+    range of plausible detail; None takes upscale's per-scale default, which invents less and so
+    varies less.  Untiled: the batch of n HR images must fit in memory.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")

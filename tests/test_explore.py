@@ -58,7 +58,7 @@ def test_samples_differ_across_seeds_and_repeat_under_one_seed(tiny_pipeline, rg
 def test_sample_i_of_a_batch_equals_its_seed_alone(tiny_pipeline, rgb_image):
     batch = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=5)
     alone = explore.sample_diverse(tiny_pipeline, rgb_image, n=1, scale=2, steps=STEPS, seed=6)
-    upscaled = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=6, tile=0))
+    upscaled = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=6, tile=0, strength=explore.DIVERSE_STRENGTH))
     # batched convolutions may round differently in the last bit: allow one grey level
     assert np.abs(batch.samples[1].astype(int) - alone.samples[0]).max() <= 1
     assert np.abs(batch.samples[1].astype(int) - upscaled).max() <= 1
@@ -77,6 +77,9 @@ def test_sigma_is_zero_for_identical_images(tiny_pipeline, rgb_image):
     # no noise at all (temperature 0): every seed gives the same image, sigma 0 end to end
     same = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0)
     assert same.mean_sigma == 0.0 and not same.sigma_map.any()
+    # also from a Diff-SR start: the noise injected into the init image is scaled too
+    partial = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0, strength=0.5)
+    assert partial.mean_sigma == 0.0
 
 
 def test_rendering_of_sheet_and_heatmap(tiny_pipeline, rgb_image):
@@ -140,7 +143,7 @@ def test_interpolation_outputs_differ_only_by_their_latent(tiny_pipeline, rgb_im
     assert np.abs(many.images[2].astype(int) - one.images[0]).max() <= 1
     assert not np.array_equal(many.images[0], many.images[2])
     # the predictions A and B are what `upscale --seed` gives
-    a = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=4, tile=0))
+    a = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=4, tile=0, strength=1.0))
     assert np.abs(many.endpoints[0].astype(int) - a).max() <= 1
     assert explore.interpolation_strip(many).shape[1] > 5 * 48
 

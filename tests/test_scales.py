@@ -215,7 +215,7 @@ def test_cascades_are_deterministic_under_a_seed(pipe):
 
 def test_cascade_progress_counts_every_pass(pipe):
     seen = []
-    pipe.upscale(texture(8, 8), scale=8, steps=4, seed=0, tile=0, callback=lambda d, t: seen.append((d, t)))
+    pipe.upscale(texture(8, 8), scale=8, steps=4, seed=0, tile=0, strength=1.0, callback=lambda d, t: seen.append((d, t)))
     assert [d for d, _ in seen] == list(range(1, 4 + 2 + 1)) and seen[-1] == (6, 6)
 
 

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 
 from .. import explore
+from ..explore import DIVERSE_STRENGTH
 from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
 from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, emit_json, fail, note,
+    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
     progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
@@ -32,9 +33,9 @@ SAMPLE_HELP = """Draw N SR samples of one image, batched through the network in 
 
 One LR image fits many HR images: the samples show them, and the per-pixel standard deviation across the samples shows where the model is inventing detail (bright = the samples disagree).
 
-Writes to DIR (default NAME_samples/): NAME_seedK.png for every seed K = S .. S+N-1 (sample K is what an untiled `srcli upscale --seed K` gives with the same options), NAME_sheet.png (contact sheet: LR input, bicubic, samples), NAME_sigma.png (the standard-deviation heatmap with its colour bar). Prints the mean sigma (0-255, the SRDiff paper's diversity number; 6.09 on DIV2K 4x there).
+Writes to DIR (default NAME_samples/): NAME_seedK.png for every seed K = S .. S+N-1 (sample K is what an untiled `srcli upscale --seed K` gives with the same options, --strength included), NAME_sheet.png (contact sheet: LR input, bicubic, samples), NAME_sigma.png (the standard-deviation heatmap with its colour bar). Prints the mean sigma (0-255, the SRDiff paper's diversity number; 6.09 on DIV2K 4x there).
 
---scale and --strength work as in srcli upscale: scales beyond the model's range run as the same cascade of passes, and the strength defaults per scale.
+--scale works as in srcli upscale: scales beyond the model's range run as the same cascade of passes. --strength defaults to 1 here (SRDiff's diverse sampling from pure noise: the widest range of plausible detail); a lower strength starts nearer the --init image, so the samples vary less.
 
 Examples:
 
@@ -156,7 +157,7 @@ def sample_diverse_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
-    strength: StrengthOpt = None,
+    strength: Annotated[float, typer.Option("--strength", help="As in srcli upscale (0 < F <= 1), but 1 by default: the full sampler.")] = DIVERSE_STRENGTH,
     init: InitOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
