@@ -4,8 +4,9 @@
     python3 benchmarks/speed.py --quick        # smoke run, tiny sizes
 
 Per size: the encoder time is one ``SRPipeline.condition`` call (LR encoder + projection to the HR
-grid, run once per image); then one ``SRPipeline.upscale`` with the default steps and sampler on the
-whole image (``tile=0``): its wall time is the end-to-end number (LR array in, PIL image out) and the
+grid, run once per image); then one ``SRPipeline.upscale`` with the default steps and sampler at
+strength 1 (every one of the steps; the default strength runs its share of them) on the whole
+image (``tile=0``): its wall time is the end-to-end number (LR array in, PIL image out) and the
 median interval between its progress callbacks is the time of one reverse step (one U-Net evaluation
 plus the sampler's update).  What tiling costs on top is in memory.py's time column.
 """
@@ -31,7 +32,7 @@ def measure(pipe, lr_size: int, scale: float, steps: int, sampler: str) -> dict:
 
     stamps: list[float] = []
     start = time.perf_counter()
-    pipe.upscale(image, scale=scale, steps=steps, seed=0, sampler=sampler, tile=0,
+    pipe.upscale(image, scale=scale, steps=steps, seed=0, sampler=sampler, tile=0, strength=1.0,
                  callback=lambda d, t: stamps.append(time.perf_counter()))
     total = time.perf_counter() - start
     intervals = np.diff(stamps).tolist()  # the first step's interval would include the encoder

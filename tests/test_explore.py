@@ -267,6 +267,7 @@ def test_cli_sample_diverse_writes_samples_sheet_heatmap_and_sigma(tmp_path, tin
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["seeds"] == [4, 5, 6] and record["mean_sigma"] > 0
+    assert record["strength"] == 1.0  # the full sampler unless told otherwise, whatever the scale
     for name in ("in_seed4.png", "in_seed5.png", "in_seed6.png", "in_sheet.png", "in_sigma.png"):
         assert (out / name).is_file()
     samples = [np.asarray(Image.open(out / f"in_seed{s}.png")) for s in (4, 5, 6)]
