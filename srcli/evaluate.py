@@ -217,8 +217,8 @@ def evaluate_images(
 ) -> EvalReport:
     """Evaluate srcli (when ``pipeline`` is given) and the baselines on (name, HR uint8 array or a
     loader returning one) pairs.  ``strength`` None is the per-scale default, ``init`` None the
-    default start image, and ``tile`` (None:
-    auto, 0: off) is passed to ``SRPipeline.upscale``; ``settings["stages"]`` records the passes.
+    default start image, and ``tile`` (None: auto, 0: off) is passed to ``SRPipeline.upscale``;
+    ``settings["stages"]`` records the passes.
     ``on_output(name, method, output, hr)`` sees every output (srcli's first sample) with its HR
     crop, for measures of one's own.
     A loader that raises ImageReadError, or an image too small for the scale, is recorded in

@@ -410,8 +410,8 @@ class SRPipeline:
         """Upscale an ``ImageData``: colour through the model (16-bit samples keep their precision
         into it and out of it), alpha with a classical filter, metadata carried over.  ``strength``
         None is the per-scale default, ``init`` None the default start image (``engine.INITS``).
-        Scales beyond one pass run as a cascade (``stages``), each
-        pass tiled on its own and handed on as a 16-bit image.  ``tile`` is the largest HR tile side
+        Scales beyond one pass run as a cascade (``stages``), each pass tiled on its own and handed
+        on as a 16-bit image.  ``tile`` is the largest HR tile side
         in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse steps over all
         tiles and passes (the total grows as each pass starts)."""
         check_sampler(sampler)

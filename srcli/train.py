@@ -244,6 +244,20 @@ class Trainer:
             return f"no resume state; continuing from the weights in {self.cfg.out} at step {self.step} with fresh optimizers"
         return "nothing to resume; starting fresh"
 
+    def load_encoder(self, path: str) -> str:
+        """Start a new run from the trained RRDB encoder of another checkpoint (e.g. to train a wider
+        noise predictor on it): its weights and its stage-1 step count carry over, so stage 1 only
+        runs on if ``encoder_steps`` is larger.  The encoder architecture must match."""
+        source, _, info = load_checkpoint(path, self.device)
+        keys = ("rrdb_nf", "rrdb_gc", "rrdb_blocks", "projection", "scale")
+        mine = {k: getattr(self.cfg.model, k) for k in keys}
+        theirs = {k: getattr(source.config, k) for k in keys}
+        if mine != theirs:
+            raise ValueError(f"{path}: its encoder {theirs} differs from this run's {mine}")
+        self.model.rrdb.load_state_dict(source.rrdb.state_dict())
+        self.done["encoder"] = int(info.get("encoder_steps_done", 0))
+        return f"encoder from {path} ({self.done['encoder']} stage-1 steps done)"
+
     # -- training --------------------------------------------------------------------------------
     def _wrap(self, module: nn.Module) -> nn.Module:
         if is_distributed():

@@ -191,3 +191,29 @@ def test_sigterm_saves_and_exits_with_its_code(photo_dir, tmp_path):
     assert "SIGTERM: saved at step" in rest
     _, _, info = load_checkpoint(out)
     assert (state / "state.pt").is_file() and info["encoder_steps_done"] >= 1
+
+
+def test_a_new_run_starts_from_another_checkpoints_encoder(photo_dir, tmp_path):
+    runner = CliRunner()
+    first = tmp_path / "first.safetensors"
+    args = ["train", "--data", str(photo_dir / "train"), "--encoder-steps", "3", "--steps", "1", *TINY_FLAGS]
+    assert runner.invoke(app, [*args, "--out", str(first), "--state-dir", str(tmp_path / "s1")]).exit_code == 0
+    wide = tmp_path / "wide.safetensors"
+    result = runner.invoke(app, [*args, "--out", str(wide), "--state-dir", str(tmp_path / "s2"), "--unet-dim", "12",
+                                 "--encoder-from", str(first)])
+    assert result.exit_code == 0, result.output
+    assert "3 stage-1 steps done" in result.output
+    source, _, _ = load_checkpoint(first)
+    model, _, info = load_checkpoint(wide)
+    assert model.config.unet_dim == 12
+    assert info["encoder_steps_done"] == 3 and info["diffusion_steps_done"] == 1  # stage 1 did not run again
+    for k, v in source.rrdb.state_dict().items():
+        assert torch.equal(model.rrdb.state_dict()[k], v), k
+    # a different encoder size, a missing file, or a resumed run: one-line usage errors
+    other = runner.invoke(app, [*args, "--out", str(tmp_path / "x.safetensors"), "--state-dir", str(tmp_path / "s3"),
+                                "--rrdb-nf", "12", "--encoder-from", str(first)])
+    assert other.exit_code == 2 and "differs" in other.output
+    missing = runner.invoke(app, [*args, "--out", str(tmp_path / "y.safetensors"), "--encoder-from", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    resumed = runner.invoke(app, [*args, "--out", str(wide), "--resume", "--encoder-from", str(first)])
+    assert resumed.exit_code == 2 and "new run" in resumed.output

@@ -32,6 +32,8 @@ Examples:
 
   srcli train ... --resume --encoder-steps 6000 --encoder-lr-halve-every 1000   # more stage 1, then on
 
+  srcli train ... --out weights/wide.safetensors --unet-dim 48 --encoder-from weights/mine.safetensors   # new U-Net, same encoder
+
   torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
 
 Ctrl-C or SIGTERM saves the state at the end of the current step and exits with 130 or 143; a
@@ -87,6 +89,9 @@ def train_command(
     val_steps: Annotated[int, typer.Option(help="Sampling steps used in validation.")] = 20,
     resume: Annotated[bool, typer.Option("--resume", help="Continue: exactly from the state, or from --out alone.")] = False,
     state_dir: Annotated[Optional[Path], typer.Option(help="Where the full resume state lives.")] = None,
+    encoder_from: Annotated[
+        Optional[Path], typer.Option(help="Start a new run from the trained RRDB encoder of this checkpoint (same encoder size); stage 1 goes on only up to --encoder-steps.")
+    ] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this wall time.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (DDP: one process per device).")] = "cpu",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: torch's choice).")] = None,
@@ -106,6 +111,10 @@ def train_command(
         fail("--batch must be >= 1 and --patch >= 16")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail("--device cuda: no CUDA device is available on this machine")
+    if encoder_from is not None and resume:
+        fail("--encoder-from starts a new run; a resumed run already has its encoder")
+    if encoder_from is not None and not encoder_from.is_file():
+        fail(f"--encoder-from {encoder_from}: no such file")
     state = state_dir or default_state_dir(str(out))
     has_state = (state / "state.pt").is_file()
     if not resume and (has_state or out.exists()):
@@ -132,7 +141,7 @@ def train_command(
     log = (lambda msg: err_console.print(msg, markup=False, highlight=False, soft_wrap=True)) if rank() == 0 else (lambda msg: None)
     try:
         trainer = Trainer(cfg, log=log, device=device)
-        log(trainer.resume() if resume else "starting fresh")
+        log(trainer.resume() if resume else trainer.load_encoder(str(encoder_from)) if encoder_from else "starting fresh")
     except (ValueError, CheckpointError) as exc:
         fail(str(exc), EXIT_USAGE)
     with progress_bar(enabled=rank() == 0 and err_console.is_terminal) as bar:
