@@ -20,11 +20,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srcli
 import torch  # noqa: E402
 
 
-def parser(description: str, val: bool = False) -> argparse.ArgumentParser:
-    """The shared options; ``val`` adds --val for the scripts that read the validation split."""
+def parser(description: str, split: Optional[str] = None) -> argparse.ArgumentParser:
+    """The shared options; ``split`` ("val" or "tune") adds --val or --tune for the scripts that read
+    that split of `srcli prepare-data`."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if val:
-        p.add_argument("--val", type=Path, default=None, help="validation folder (default: data/val in or beside the checkout)")
+    if split:
+        p.add_argument(f"--{split}", type=Path, default=None,
+                       help=f"{SPLITS[split]} folder (default: data/{split} in or beside the checkout)")
     p.add_argument("--weights", default=None, help="checkpoint (path, name in weights/); default: the shipped model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="a small smoke run; results go to results/quick/")
@@ -90,13 +92,17 @@ def load_pipeline(weights: Optional[str]):
     return SRPipeline.from_pretrained(weights, device="cpu", precision="fp32")
 
 
-def val_folder(p: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
-    """--val, else data/val in or beside the checkout; a usage error when there is none."""
-    candidates = [args.val] if args.val else [ROOT / "data" / "val", ROOT.parent / "data" / "val"]
+SPLITS = {"val": "validation", "tune": "tuning"}
+
+
+def split_folder(p: argparse.ArgumentParser, args: argparse.Namespace, split: str = "val") -> Path:
+    """--val / --tune, else data/<split> in or beside the checkout; a usage error when there is none."""
+    given = getattr(args, split)
+    candidates = [given] if given else [ROOT / "data" / split, ROOT.parent / "data" / split]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
-    p.error("no validation folder: pass --val, or build data/val with `srcli prepare-data data/`")
+    p.error(f"no {SPLITS[split]} folder: pass --{split}, or build data/{split} with `srcli prepare-data data/`")
 
 
 def results_dir(args: argparse.Namespace) -> Path:

@@ -15,7 +15,7 @@ import _common as c
 
 
 def main() -> None:
-    p = c.parser(__doc__, val=True)
+    p = c.parser(__doc__, split="val")
     p.add_argument("--ddpm", type=int, nargs="*", default=None, help="step counts for ddpm (default 4 8 16 32 100)")
     p.add_argument("--ddim", type=int, nargs="*", default=None, help="step counts for ddim, eta 0 (default 4 8 16)")
     p.add_argument("--scale", type=float, default=4.0)
@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     from srcli.evaluate import SRCLI, evaluate_folder
 
-    val = c.val_folder(p, args)
+    val = c.split_folder(p, args)
     threads = c.setup(args)
     grid = {
         "ddpm": args.ddpm if args.ddpm is not None else ([2, 4] if args.quick else [4, 8, 16, 32, 100]),

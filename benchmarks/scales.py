@@ -31,7 +31,7 @@ FULL, DEFAULT, DIFFSR = "srcli, strength 1", "srcli, default strength", "srcli, 
 
 
 def main() -> None:
-    p = c.parser(__doc__, val=True)
+    p = c.parser(__doc__, split="val")
     p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default: the pipeline's, 25)")
     p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
     p.add_argument("--seed", type=int, default=0)
@@ -39,7 +39,7 @@ def main() -> None:
     from srcli.evaluate import SRCLI, evaluate_folder
     from srcli.pipeline import DEFAULT_STEPS
 
-    val = c.val_folder(p, args)
+    val = c.split_folder(p, args)
     threads = c.setup(args)
     steps = args.steps or (2 if args.quick else DEFAULT_STEPS)
     limit = args.limit or (2 if args.quick else None)

@@ -1,26 +1,33 @@
-"""The default --strength per scale: Diff-SR's "perceptual recoverable field" on the validation split.
+"""The default --strength per scale: Diff-SR's "perceptual recoverable field", tuned on the tuning split.
 
-    python3 benchmarks/strength_sweep.py                                # ~5 min on 2 idle cores
+    python3 benchmarks/strength_sweep.py                                # ~8 min on 2 idle cores
     python3 benchmarks/strength_sweep.py --quick --weights tiny.safetensors   # smoke run, seconds
 
 For every scale (1.5x, 2x, 3x, 4x: one model pass each), start image (``--init``: the encoder's
 regression output, srcli's default, and bicubic, Diff-SR's) and strength (0.1 .. 1.0; 1.0 is the
-same pure-noise start for both) ``srcli.evaluate`` runs on one crop of each validation photo
-(5 crops, 20 ddpm steps, seed 0) and gives PSNR/SSIM on Y and LR-PSNR.  On top the script measures the detail of each output: the mean absolute Laplacian
+same pure-noise start for both) ``srcli.evaluate`` runs on the crops of the tuning split (``data/tune``
+of `srcli prepare-data`: the next most textured crops of the held-out photos, no pixel shared with the
+validation crops the README reports; 20 ddpm steps at full strength, seed 0) and gives PSNR/SSIM on
+Y and LR-PSNR.  On top the script measures the detail of each output: the mean absolute Laplacian
 of Y relative to the HR crop's (1 = as much fine structure as the original; bicubic is far below).
 Too little strength leaves the blur of the start image, too much lets the model drift from the
 input (Diff-SR found about 20% of T best at 2x and 40% at 4x, with a model that has no LR condition).
 
-The suggested strength of a scale and init: the highest PSNR-Y among the strengths that recover at
-least 90% of the detail that full strength adds over bicubic (so the least noise that removes the
-blur, unless more noise is also more faithful); a tie within 0.01 dB goes to the smaller strength
-(fewer steps).  The script prints the result as the ``DEFAULT_STRENGTH`` table of
-srcli/pipeline.py; the 1.5x row also shows whether a direct pass below the trained range beats
-bicubic.
+The suggested strength of a scale and init, fidelity first:
+1. only strengths whose PSNR-Y is at least bicubic + 1.0 dB qualify (``FIDELITY_FLOOR_DB``: the floor
+   srcli's default must keep at 4x, applied at every scale);
+2. among them, the highest PSNR-Y of those that recover at least 90% of the detail full strength
+   adds over bicubic (so the least noise that removes the blur); a tie within 0.01 dB goes to the
+   smaller strength (fewer steps);
+3. when no qualifying strength recovers that much, the most detailed qualifying one (as much
+   invention as the floor allows); when none qualifies, the highest PSNR-Y.
+The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/pipeline.py; the 1.5x row
+also shows whether a direct pass below the trained range beats bicubic.  (Before 2026-11-24 the rule
+was step 2 alone, run on 5 of the validation crops; it chose 0.6 at 4x.)
 
-Cost: a run takes strength x steps reverse steps; with the default grid one scale is 5 crops x
-(2 x 48 + 20) steps x ~0.1-0.25 s per step at 256x256 (c=32 model, 2 idle cores), ~2-3 min, and
-four scales ~10 min.
+Cost: a run takes strength x steps reverse steps; with the default grid one scale is 10 crops x
+(2 x 48 + 20) steps x ~0.1-0.25 s per step at 256x256 (c=32 model, 2 idle cores), ~2-4 min, and
+four scales ~8-15 min.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np
 import _common as c
 
 DETAIL_RECOVERY = 0.9  # share of full strength's detail gain over bicubic a strength must reach
+FIDELITY_FLOOR_DB = 1.0  # PSNR-Y over bicubic a default must keep (issue 3's target at 4x)
 
 
 def laplacian_detail(rgb: np.ndarray, border: int) -> float:
@@ -53,21 +61,30 @@ def spread(paths: list[Path], n: int) -> list[Path]:
     return (paths[::2] + paths[1::2])[:n]
 
 
-def suggest(rows: list[dict[str, Any]], bicubic_detail: float) -> float:
+def _by_psnr(row: dict[str, Any]) -> tuple[float, float]:
+    return round(row["psnr_y"], 2), -row["strength"]  # a tie within 0.01 dB: the fewer steps
+
+
+def suggest(rows: list[dict[str, Any]], bicubic_psnr: float, bicubic_detail: float) -> float:
     """The strength the module docstring describes, from one scale's rows."""
+    faithful = [r for r in rows if r["psnr_y"] >= bicubic_psnr + FIDELITY_FLOOR_DB]
+    if not faithful:
+        return max(rows, key=_by_psnr)["strength"]
     reference = max(rows, key=lambda r: r["strength"])  # full strength when 1.0 is in the grid
     gain = reference["detail"] - bicubic_detail
-    enough = [r for r in rows if gain <= 0 or r["detail"] - bicubic_detail >= DETAIL_RECOVERY * gain]
-    return max(enough, key=lambda r: (round(r["psnr_y"], 2), -r["strength"]))["strength"]
+    detailed = [r for r in faithful if gain <= 0 or r["detail"] - bicubic_detail >= DETAIL_RECOVERY * gain]
+    if detailed:
+        return max(detailed, key=_by_psnr)["strength"]
+    return max(faithful, key=lambda r: (r["detail"], r["psnr_y"]))["strength"]
 
 
 def main() -> None:
-    p = c.parser(__doc__, val=True)
+    p = c.parser(__doc__, split="tune")
     p.add_argument("--scales", type=float, nargs="+", default=None, help="default 1.5 2 3 4")
     p.add_argument("--strengths", type=float, nargs="+", default=None, help="default 0.1 0.2 0.3 0.4 0.6 0.8 1.0")
     p.add_argument("--inits", nargs="+", default=None, help="default: encoder bicubic")
     p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default 20)")
-    p.add_argument("--limit", type=int, default=None, help="crops (default 5: one per photo)")
+    p.add_argument("--limit", type=int, default=None, help="crops (default: all of the tuning split)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     from srcli.engine import INITS, reverse_steps, start_step
@@ -75,13 +92,14 @@ def main() -> None:
     from srcli.imageio import list_images, load_rgb8
     from srcli.metrics import border_for
 
-    val = c.val_folder(p, args)
+    tune = c.split_folder(p, args, "tune")
     threads = c.setup(args)
     scales = args.scales or ([2.0, 4.0] if args.quick else [1.5, 2.0, 3.0, 4.0])
     strengths = sorted(args.strengths or ([0.5, 1.0] if args.quick else [0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0]))
     inits = args.inits or list(INITS)
     steps = args.steps or (4 if args.quick else 20)
-    paths = spread(list_images(val), args.limit or (2 if args.quick else 5))
+    crops = list_images(tune)
+    paths = spread(crops, args.limit or (2 if args.quick else len(crops)))
     images = [(path.name, load_rgb8(path)) for path in paths]
     pipe = c.load_pipeline(args.weights)
     print(f"{len(images)} crops ({', '.join(n for n, _ in images)}), {steps} steps, strengths {strengths}, inits {inits}", flush=True)
@@ -126,7 +144,7 @@ def main() -> None:
                     full = row if strength == 1.0 else full
                 scale_rows.append(row)
                 print(row, flush=True)
-            suggested[init][scale] = suggest(scale_rows, bicubic[scale]["detail"])
+            suggested[init][scale] = suggest(scale_rows, bicubic[scale]["psnr_y"], bicubic[scale]["detail"])
             rows += scale_rows
     elapsed = time.perf_counter() - start
 
@@ -134,11 +152,12 @@ def main() -> None:
     table = "DEFAULT_STRENGTH: dict[str, dict[float, float]] = {\n" + "".join(
         f"    {init!r}: {{" + ", ".join(f"{float(s)!r}: {f:g}" for s, f in table_of.items()) + "},\n"
         for init, table_of in suggested.items()) + "}"
-    data = {"machine": info, "model": pipe.describe(), "val": str(val), "crops": [n for n, _ in images],
+    data = {"machine": info, "model": pipe.describe(), "tune": str(tune), "crops": [n for n, _ in images],
             "steps": steps, "seed": args.seed, "threads": threads, "strengths": strengths, "rows": rows,
             "bicubic": list(bicubic.values()),
             "suggested": {init: {f"{s:g}": f for s, f in table_of.items()} for init, table_of in suggested.items()},
-            "rule": f"max PSNR-Y among strengths with >= {DETAIL_RECOVERY:.0%} of full strength's detail gain over bicubic",
+            "rule": (f"among strengths with PSNR-Y >= bicubic + {FIDELITY_FLOOR_DB:g} dB: max PSNR-Y of those with >= "
+                     f"{DETAIL_RECOVERY:.0%} of full strength's detail gain over bicubic, else the most detailed"),
             "seconds_total": elapsed}
     md_rows = []
     for scale in scales:
@@ -150,7 +169,7 @@ def main() -> None:
             md_rows.append(["", f"{r['init']}, strength {r['strength']:g}{mark}", r["steps_run"], c.fmt(r["psnr_y"], 2),
                             c.fmt(r["ssim_y"], 4), c.fmt(r["lr_psnr"], 2), c.fmt(r["detail"], 2), c.fmt(r["seconds"], 2)])
     md = (
-        f"### Strength sweep: {len(images)} validation crops, {steps} ddpm steps at full strength\n\n"
+        f"### Strength sweep: {len(images)} tuning crops, {steps} ddpm steps at full strength\n\n"
         + c.md_machine(info) + "\n"
         + c.md_table(["scale", "method", "steps run", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "detail", "s / image"], md_rows)
         + f"\ndetail = mean |Laplacian of Y| relative to the HR crop's.  <- = suggested: {data['rule']}.\n\n"

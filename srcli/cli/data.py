@@ -13,11 +13,12 @@ from .app import app
 from .common import EXIT_USAGE, emit_json, err_console, fail, reflow
 
 
-HELP = reflow("""Build the training photos and the fixed validation crops from Debian wallpaper packages.
+HELP = reflow("""Build the training photos and the fixed validation and tuning crops from Debian wallpaper packages.
 
 Downloads mate-backgrounds and plasma-workspace-wallpapers with apt-get download (or uses
---debs), keeps only the photographs, holds out five of them and cuts two 256px validation crops
-from each (the most textured ones, deterministically).
+--debs), keeps only the photographs, holds out five of them and cuts four 256px crops from each
+(the most textured ones, deterministically): two go to val/ (what the metrics are reported on),
+two to tune/ (what sampling defaults are chosen on; no pixel is shared with val/).
 
 Example:
 
@@ -27,7 +28,7 @@ Example:
 
 @app.command("prepare-data", help=HELP)
 def prepare_data_command(
-    out: Annotated[Path, typer.Argument(help="Folder to create train/ and val/ in.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create train/, val/ and tune/ in.")],
     debs: Annotated[Optional[Path], typer.Option(help="Folder with the .deb files already downloaded.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the SHA-256 of every file written.")] = False,
 ) -> None:

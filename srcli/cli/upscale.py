@@ -13,7 +13,7 @@ from ..fsutil import remove_stale_temps
 from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, write_image
 from ..ops import scaled_size
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_init, check_sampler, check_scale, check_steps, check_strength,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, SRPipeline, UsageError, check_init, check_sampler, check_scale, check_steps, check_strength,
     check_tile, check_tile_batch, resolve_device, resolve_precision,
 )
 from .app import app
@@ -23,6 +23,7 @@ from .common import (
     usage_errors, warn,
 )
 
+_DEFAULTS = ", ".join(f"{f:g} at {s:g}x" for s, f in sorted(DEFAULT_STRENGTH["encoder"].items()))
 _HELP = f"""Upscale images by --scale with the diffusion model.
 
 INPUT is any mix of image files, directories (the images directly inside; not subfolders) and
@@ -44,7 +45,9 @@ later passes take half the steps of the one before, and each has its own seed de
 that level (Diff-SR) instead of from pure noise (F = 1, SRDiff's sampler), in every pass; smaller F
 keeps closer to that image, invents less and takes fewer steps.  The image is the model's own
 regression output (--init encoder, the default) or the bicubic one (--init bicubic, as Diff-SR).
-The default strength depends on the scale of the pass.
+The default strength depends on the scale of the pass (from the encoder output: {_DEFAULTS}),
+fidelity first: the most texture that stays at least 1 dB above bicubic in PSNR on held-out
+crops.  Raise it (up to 1) for more invented texture.
 
 Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
 that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
