@@ -24,7 +24,7 @@ Algorithm 1 on the residual, encoder frozen.  The full resume state lives outsid
 
 Examples:
 
-  srcli prepare-data data/                       # the Debian photo recipe (train/ + val/)
+  srcli prepare-data data/                       # the Debian photo recipe (train/, val/, tune/)
 
   srcli train --data data/train --val data/val --out weights/mine.safetensors
 
