@@ -20,11 +20,11 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srcli
 import torch  # noqa: E402
 
 
-def parser(description: str, split: Optional[str] = None) -> argparse.ArgumentParser:
-    """The shared options; ``split`` ("val" or "tune") adds --val or --tune for the scripts that read
-    that split of `srcli prepare-data`."""
+def parser(description: str, splits: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The shared options; each of ``splits`` ("val", "tune") adds --val or --tune for the scripts that
+    read that split of `srcli prepare-data`."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if split:
+    for split in splits:
         p.add_argument(f"--{split}", type=Path, default=None,
                        help=f"{SPLITS[split]} folder (default: data/{split} in or beside the checkout)")
     p.add_argument("--weights", default=None, help="checkpoint (path, name in weights/); default: the shipped model")
@@ -58,11 +58,15 @@ def cpu_model() -> str:
 
 
 def git_commit() -> Optional[str]:
+    """HEAD's short hash, with "+changes" when tracked files differ from it (the numbers then come
+    from a working tree that no commit holds exactly)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=ROOT, capture_output=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    commit = head.stdout.strip()
+    return (commit + ("+changes" if dirty.returncode == 1 else "")) if commit else None
 
 
 def machine_info(args: argparse.Namespace, weights: Optional[str] = None) -> dict[str, Any]:

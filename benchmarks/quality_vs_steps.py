@@ -15,7 +15,7 @@ import _common as c
 
 
 def main() -> None:
-    p = c.parser(__doc__, split="val")
+    p = c.parser(__doc__, splits=["val"])
     p.add_argument("--ddpm", type=int, nargs="*", default=None, help="step counts for ddpm (default 4 8 16 32 100)")
     p.add_argument("--ddim", type=int, nargs="*", default=None, help="step counts for ddim, eta 0 (default 4 8 16)")
     p.add_argument("--scale", type=float, default=4.0)

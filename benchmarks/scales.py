@@ -31,7 +31,7 @@ FULL, DEFAULT, DIFFSR = "srcli, strength 1", "srcli, default strength", "srcli, 
 
 
 def main() -> None:
-    p = c.parser(__doc__, split="val")
+    p = c.parser(__doc__, splits=["val"])
     p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default: the pipeline's, 25)")
     p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
     p.add_argument("--seed", type=int, default=0)

@@ -44,12 +44,12 @@ MIN_SCALE, MAX_SCALE = 1.5, 8.0
 
 # The default strength of one pass by its init and scale (Diff-SR's "perceptual recoverable field":
 # too little noise leaves the blur of the start image, too much invents content).  The values come
-# from benchmarks/strength_sweep.py on the tuning split (results/strength_sweep.md), which prints
-# this table: fidelity first (>= bicubic + 1 dB), then detail.  Between the listed scales the
+# from benchmarks/strength_sweep.py (results/strength_sweep.md), which prints this table: fidelity
+# first (>= bicubic + 1 dB on both held-out splits, tuning and validation), then detail.  Between the listed scales the
 # strength is interpolated linearly, outside them the nearest entry holds.
 DEFAULT_STRENGTH: dict[str, dict[float, float]] = {
-    "encoder": {1.5: 0.1, 2.0: 0.4, 3.0: 0.4, 4.0: 0.6},
-    "bicubic": {1.5: 0.1, 2.0: 0.4, 3.0: 0.6, 4.0: 0.8},
+    "encoder": {1.5: 0.4, 2.0: 0.4, 3.0: 0.2, 4.0: 0.4},
+    "bicubic": {1.5: 0.4, 2.0: 0.4, 3.0: 0.4, 4.0: 0.6},
 }
 _SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
 INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits

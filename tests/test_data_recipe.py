@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -75,8 +76,17 @@ def test_prepare_dataset_splits_from_stand_in_packages(tmp_path):
     assert len(val) == len(tune) == 2 * held_out and not val & tune
 
 
-def rows(psnr: dict[float, float], detail: dict[float, float]) -> list[dict]:
-    return [{"strength": s, "psnr_y": psnr[s], "detail": detail[s]} for s in psnr]
+def rows(psnr: dict[float, float], detail: dict[float, float], bicubic: float,
+         val: Optional[dict[float, float]] = None, val_bicubic: float = 0.0) -> list[dict]:
+    """Sweep rows as strength_sweep.main makes them: the validation margin only where the tuning
+    margin keeps the floor."""
+    out = []
+    for s in psnr:
+        margins = {"tune": psnr[s] - bicubic}
+        if val is not None and margins["tune"] >= FIDELITY_FLOOR_DB:
+            margins["val"] = val[s] - val_bicubic
+        out.append({"strength": s, "psnr_y": psnr[s], "detail": detail[s], "margins": margins})
+    return out
 
 
 # the 4x rows of the sweep on 5 validation crops of 2026-11-24 (bicubic 30.13 dB, detail 0.28)
@@ -88,16 +98,30 @@ def test_strength_rule_keeps_the_fidelity_floor():
     # 0.6 recovers 90% of full strength's detail but is under bicubic + 1 dB: the most detailed
     # strength above the floor wins
     assert FIDELITY_FLOOR_DB == 1.0
-    assert suggest(rows(PSNR_4X, DETAIL_4X), 30.13, 0.28) == 0.4
+    assert suggest(rows(PSNR_4X, DETAIL_4X, 30.13), 0.28) == 0.4
     # a lower floor (bicubic 1 dB lower) lets the detail rule choose, as before the floor
-    assert suggest(rows(PSNR_4X, DETAIL_4X), 29.13, 0.28) == 0.6
+    assert suggest(rows(PSNR_4X, DETAIL_4X, 29.13), 0.28) == 0.6
+
+
+def test_strength_rule_needs_the_floor_on_both_splits():
+    # the tuning crops allow 0.6 (+1.21 dB) but the validation crops do not (+0.86): 0.4 wins;
+    # 0.8 and 1 miss the floor on the tuning crops and are never run on the validation crops
+    tune = {0.1: 34.71, 0.2: 34.54, 0.3: 34.37, 0.4: 34.19, 0.6: 33.82, 0.8: 33.59, 1.0: 33.52}
+    detail = {0.1: 0.47, 0.2: 0.49, 0.3: 0.50, 0.4: 0.52, 0.6: 0.55, 0.8: 0.57, 1.0: 0.58}
+    val = {0.1: 32.0, 0.2: 31.9, 0.3: 31.7, 0.4: 31.57, 0.6: 31.29, 0.8: 31.1, 1.0: 31.03}
+    table = rows(tune, detail, 32.61, val, 30.43)
+    assert "val" not in table[-1]["margins"] and "val" in table[0]["margins"]
+    assert suggest(table, 0.29) == 0.4
+    assert suggest(rows(tune, detail, 32.61), 0.29) == 0.6  # the tuning crops alone: the old choice
 
 
 def test_strength_rule_without_a_faithful_strength_takes_the_best_psnr():
-    assert suggest(rows(PSNR_4X, DETAIL_4X), 35.0, 0.28) == 0.1
+    assert suggest(rows(PSNR_4X, DETAIL_4X, 35.0), 0.28) == 0.1
+    # nothing keeps the floor on the validation crops: the best tuning PSNR, not the floor's edge
+    assert suggest(rows(PSNR_4X, DETAIL_4X, 30.13, PSNR_4X, 35.0), 0.28) == 0.1
 
 
 def test_strength_rule_prefers_fewer_steps_on_a_tie():
     psnr = {0.1: 33.001, 0.2: 33.004, 1.0: 31.0}
     detail = {0.1: 0.7, 0.2: 0.7, 1.0: 0.71}
-    assert suggest(rows(psnr, detail), 30.0, 0.3) == 0.1
+    assert suggest(rows(psnr, detail, 30.0), 0.3) == 0.1

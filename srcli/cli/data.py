@@ -18,7 +18,7 @@ HELP = reflow("""Build the training photos and the fixed validation and tuning c
 Downloads mate-backgrounds and plasma-workspace-wallpapers with apt-get download (or uses
 --debs), keeps only the photographs, holds out five of them and cuts four 256px crops from each
 (the most textured ones, deterministically): two go to val/ (what the metrics are reported on),
-two to tune/ (what sampling defaults are chosen on; no pixel is shared with val/).
+two to tune/ (what sampling defaults are ranked on; no pixel is shared with val/).
 
 Example:
 

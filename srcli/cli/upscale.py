@@ -46,8 +46,8 @@ that level (Diff-SR) instead of from pure noise (F = 1, SRDiff's sampler), in ev
 keeps closer to that image, invents less and takes fewer steps.  The image is the model's own
 regression output (--init encoder, the default) or the bicubic one (--init bicubic, as Diff-SR).
 The default strength depends on the scale of the pass (from the encoder output: {_DEFAULTS}),
-fidelity first: the most texture that stays at least 1 dB above bicubic in PSNR on held-out
-crops.  Raise it (up to 1) for more invented texture.
+fidelity first: the most texture that stays at least 1 dB above bicubic in PSNR on both
+held-out crop sets.  Raise it (up to 1) for more invented texture.
 
 Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
 that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
