@@ -27,7 +27,7 @@ The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/pipeline
 also shows whether a direct pass below the trained range beats bicubic.  History: before 2026-11-24
 the rule was step 2 alone, run on 5 of the validation crops (0.6 at 4x); then the floor on the
 tuning crops alone (0.6 at 4x with the 40993-step model, which kept +1.21 dB on the tuning crops but
-+0.86 dB on the more textured validation crops); since 2026-11-25 the floor holds on both.  The
++0.86 dB on the more textured validation crops); now the floor holds on both.  The
 validation numbers of the default are therefore no longer untouched by the choice of strength; the
 tuning crops are measured the same way and reported beside them.
 
@@ -61,8 +61,8 @@ def laplacian_detail(rgb: np.ndarray, border: int) -> float:
     return float(np.abs(lap[b : lap.shape[0] - b, b : lap.shape[1] - b]).mean())
 
 
-def spread(paths: list[Path], n: int) -> list[Path]:
-    """The first n of the sorted crops taken every other one first: the split holds two crops of
+def spread(paths: list[Path], n: Optional[int]) -> list[Path]:
+    """The first n (None: all) of the sorted crops taken every other one first: the split holds two crops of
     each photo, so this takes one crop of every photo before a second of any."""
     return (paths[::2] + paths[1::2])[:n]
 
@@ -113,7 +113,7 @@ def main() -> None:
     steps = args.steps or (4 if args.quick else 20)
     images = {}
     for split, folder in folders.items():
-        paths = spread(list_images(folder), args.limit or (2 if args.quick else 10**6))
+        paths = spread(list_images(folder), args.limit or (2 if args.quick else None))
         images[split] = [(path.name, load_rgb8(path)) for path in paths]
     pipe = c.load_pipeline(args.weights)
     print(f"{steps} steps, strengths {strengths}, inits {inits}; "
