@@ -126,7 +126,7 @@ VALIDATION = {"Storm", "YellowFlower", "EveningGlow", "Grey", "Path"}
 VAL_CROP = 256
 VAL_CROPS_PER_IMAGE = 2
 # The next most textured crops of the held-out photos, disjoint from the validation crops: the
-# split the sampling defaults are tuned on, so the validation numbers are not tuned on themselves.
+# split the sampling defaults are ranked on, and an independent check of the validation numbers.
 TUNE_CROPS_PER_IMAGE = 2
 
 

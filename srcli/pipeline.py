@@ -45,8 +45,8 @@ MIN_SCALE, MAX_SCALE = 1.5, 8.0
 # The default strength of one pass by its init and scale (Diff-SR's "perceptual recoverable field":
 # too little noise leaves the blur of the start image, too much invents content).  The values come
 # from benchmarks/strength_sweep.py (results/strength_sweep.md), which prints this table: fidelity
-# first (>= bicubic + 1 dB on both held-out splits, tuning and validation), then detail.  Between the listed scales the
-# strength is interpolated linearly, outside them the nearest entry holds.
+# first (>= bicubic + 1 dB on both held-out splits, tuning and validation), then detail.  Between
+# the listed scales the strength is interpolated linearly, outside them the nearest entry holds.
 DEFAULT_STRENGTH: dict[str, dict[float, float]] = {
     "encoder": {1.5: 0.4, 2.0: 0.4, 3.0: 0.2, 4.0: 0.4},
     "bicubic": {1.5: 0.4, 2.0: 0.4, 3.0: 0.4, 4.0: 0.6},
