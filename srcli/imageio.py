@@ -182,6 +182,21 @@ def read_image(path: str | Path) -> ImageData:
     return data
 
 
+def image_size(path: str | Path) -> Optional[tuple[int, int]]:
+    """(height, width) of an image file as ``read_image`` would give it (EXIF orientation applied),
+    from its header alone; None when it cannot be read."""
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+                if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that swap the axes
+                    width, height = height, width
+                return height, width
+    except Exception:  # unreadable in any way: no size
+        return None
+
+
 def to_uint8(samples: np.ndarray) -> np.ndarray:
     """uint8 or uint16 samples -> uint8 (16-bit rounded to the nearest 8-bit level)."""
     if samples.dtype == np.uint8:

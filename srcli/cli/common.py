@@ -13,6 +13,7 @@ from typing import Annotated, Any, Iterable, Iterator, Optional, Sequence, TypeV
 import typer
 from PIL import Image
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..checkpoint import CheckpointError
@@ -58,9 +59,21 @@ def reflow(help_text: str) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(p.split()) for p in paragraphs)
 
 
+_CONTROL = dict.fromkeys([*range(32), *range(127, 160)])
+
+
+def plain(text: object) -> str:
+    """``text`` safe to print on one terminal line: control characters (newlines, escape codes in a
+    file name) shown as escapes, and rich markup (``album [final]/x.png``) printed literally."""
+    text = str(text)
+    if any(ord(c) in _CONTROL for c in text):
+        text = "".join(repr(c)[1:-1] if ord(c) in _CONTROL else c for c in text)
+    return escape(text)
+
+
 def error(message: str) -> None:
     """One line on stderr, no traceback."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {plain(message)}", markup=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> "typer.Exit":
@@ -87,13 +100,13 @@ def protect_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
 
 def warn(message: str) -> None:
     """One warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+    err_console.print(f"[yellow]warning:[/] {plain(message)}", markup=True, soft_wrap=True, highlight=False)
 
 
 def note(message: Optional[str]) -> None:
     """One informational line on stderr (nothing for None)."""
     if message:
-        err_console.print(f"[cyan]note:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+        err_console.print(f"[cyan]note:[/] {plain(message)}", markup=True, soft_wrap=True, highlight=False)
 
 
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
@@ -151,14 +164,16 @@ def expand_inputs(specs: Iterable[str], suffixes: Iterable[str]) -> tuple[list[P
 
 def apply_pixel_limit() -> None:
     """Honour ``SRCLI_MAX_IMAGE_PIXELS`` (an integer; 0 = no limit): Pillow's decompression-bomb
-    limit for the images this process reads."""
+    limit for the images this process reads.  A negative number is a usage error, not "no limit"."""
     value = os.environ.get(PIXEL_LIMIT_ENV)
     if value is None:
         return
     try:
         limit = int(value)
     except ValueError:
-        raise UsageError(f"{PIXEL_LIMIT_ENV}={value!r}: expected an integer number of pixels (0 = no limit)") from None
+        limit = -1
+    if limit < 0:
+        raise UsageError(f"{PIXEL_LIMIT_ENV}={value!r}: expected a non-negative integer number of pixels (0 = no limit)")
     Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
 
 
@@ -168,7 +183,10 @@ def emit_json(record: dict[str, Any]) -> None:
 
 
 def progress_bar(enabled: Optional[bool] = None) -> Progress:
-    """A rich progress display on stderr; hidden when stderr is not a terminal unless forced."""
+    """A rich progress display on stderr; hidden when stderr is not a terminal unless forced.
+    It leaves sys.stdout alone: ``--json`` records written while it runs must reach the real
+    stdout (rich would otherwise route them through the display on stderr).  Task descriptions
+    are markup: pass file names through ``plain``."""
     if enabled is None:
         enabled = err_console.is_terminal
     return Progress(
@@ -180,11 +198,13 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
         console=err_console,
         disable=not enabled,
         transient=False,
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
 
 
 __all__ = [
-    "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail",
+    "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail", "plain",
     "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
     "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
 ]

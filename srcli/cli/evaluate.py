@@ -18,7 +18,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note,
+    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
     progress_bar, reflow, usage_errors,
 )
 
@@ -53,7 +53,7 @@ def _add_rows(table: Table, label: str, scores: dict[str, Scores], bold: bool = 
     for i, (method, s) in enumerate(scores.items()):
         style = "bold" if bold else ("cyan" if method == SRCLI else None)
         table.add_row(
-            label if i == 0 else "", method, _fmt(s.psnr_y, 2), _fmt(s.ssim_y, 4), _fmt(s.lr_psnr, 2),
+            plain(label) if i == 0 else "", method, _fmt(s.psnr_y, 2), _fmt(s.ssim_y, 4), _fmt(s.lr_psnr, 2),
             _fmt(s.sigma, 2), _fmt(s.seconds, 3), style=style,
         )
 
@@ -121,7 +121,7 @@ def eval_command(
         steps_task = progress.add_task("steps", total=None, visible=False)
 
         def on_image(index: int, total: int, name: str) -> None:
-            progress.update(images_task, completed=index, total=total, description=name)
+            progress.update(images_task, completed=index, total=total, description=plain(name))
 
         def on_step(done: int, total: int) -> None:
             progress.update(steps_task, completed=done, total=total, visible=True)
@@ -141,5 +141,5 @@ def eval_command(
     else:
         Console(highlight=False).print(render_table(report))
         if save_dir is not None and report.images:
-            err_console.print(f"outputs and comparison crops written to {save_dir}")
+            err_console.print(f"outputs and comparison crops written to {plain(save_dir)}")
     raise typer.Exit(EXIT_SOME_FAILED if report.failed else EXIT_OK)

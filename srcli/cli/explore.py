@@ -144,7 +144,7 @@ def _load_pipeline(
 
 
 def _say(message: str) -> None:
-    Console(highlight=False).print(message, soft_wrap=True)
+    Console(highlight=False).print(message, soft_wrap=True, markup=False)
 
 
 @app.command("sample-diverse", help=reflow(SAMPLE_HELP))

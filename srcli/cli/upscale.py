@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..fsutil import remove_stale_temps
-from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, write_image
+from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, image_size, is_complete_image, output_format, read_image, write_image
 from ..ops import scaled_size
 from ..pipeline import (
     DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, SRPipeline, UsageError, check_init, check_sampler, check_scale, check_steps, check_strength,
@@ -19,7 +20,7 @@ from ..pipeline import (
 from .app import app
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
-    emit_json, err_console, error, expand_inputs, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
+    emit_json, err_console, error, expand_inputs, plain, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
     usage_errors, warn,
 )
 
@@ -100,11 +101,42 @@ def plan_outputs(inputs: list[Path], output: Optional[str], scale: float) -> lis
     return [out / output_name(src, scale) for src in inputs]
 
 
-def drop_earlier_outputs(inputs: list[Path], scale: float) -> list[Path]:
-    """Leave out inputs that are the default outputs of other inputs (results of an earlier run
-    found again when a directory is listed)."""
-    derived = {src.with_name(output_name(src, scale)).resolve() for src in inputs}
-    return [src for src in inputs if src.resolve() not in derived]
+_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_x(?P<scale>\d+(?:\.\d+)?)$")  # NAME_x4, NAME_x2.5 (output_name)
+
+
+def split_earlier_outputs(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(inputs to process, earlier outputs left out).  An earlier output is an input named like
+    another input's default output at some scale (``photo_x2.png`` beside ``photo.png``, also on a
+    rerun at another scale) whose size is that scale times the other input's: a user's own file
+    that only shares the name is kept (and never overwritten: ``check_overwrites``)."""
+    by_name = {(src.parent.resolve(), src.name): src for src in inputs}
+    earlier: list[Path] = []
+    for src in inputs:
+        match = _OUTPUT_STEM.match(src.stem)
+        if not match:
+            continue
+        scale = float(match["scale"])
+        sources = [
+            other for (folder, name), other in by_name.items()
+            if folder == src.parent.resolve() and other is not src and Path(name).stem == match["stem"]
+            and output_name(other, scale) == src.name
+        ]
+        size = image_size(src) if sources else None
+        if size is not None and any(
+            (source_size := image_size(other)) is not None and scaled_size(source_size, scale) == size for other in sources
+        ):
+            earlier.append(src)
+    left_out = set(earlier)
+    return [src for src in inputs if src not in left_out], earlier
+
+
+def check_overwrites(inputs: list[Path], outputs: list[Path]) -> None:
+    """UsageError when an output would replace an input (a user's own NAME_x2.png, say), before any work."""
+    taken = {src.resolve(): src for src in inputs}
+    for src, dst in zip(inputs, outputs):
+        victim = taken.get(dst.resolve())
+        if victim is not None:
+            raise UsageError(f"{victim}: the output of {src} would overwrite an input; rename it or choose another output (-o DIR)")
 
 
 def check_collisions(inputs: list[Path], outputs: list[Path]) -> None:
@@ -162,9 +194,10 @@ def upscale_command(
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
         found, unmatched = expand_inputs(inputs, INPUT_SUFFIXES)
-        found = drop_earlier_outputs(found, scale)
+        found, earlier = split_earlier_outputs(found)
         outputs = plan_outputs(found, output, scale)
         check_collisions(found, outputs)
+        check_overwrites(found, outputs)
     protect_inputs(outputs, found)
     items = take_shard(list(zip(found, outputs)), shard_spec)
 
@@ -175,6 +208,9 @@ def upscale_command(
             steps = pipe.schedule.T
         stages = pipe.stages(scale, steps, strength, init)  # a fixed-scale checkpoint refuses other scales here
     note(pipe.plan_note(scale, stages))
+    if earlier:
+        names = ", ".join(str(p) for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        note(f"left out {len(earlier)} earlier output(s) found among the inputs: {names}")
 
     failed = 0
     for spec, reason in unmatched:
@@ -196,7 +232,7 @@ def upscale_command(
             progress.update(steps_task, completed=done, total=total)
 
         for src, dst in items:
-            progress.reset(steps_task, total=None, description=f"  {src.name}", visible=True)
+            progress.reset(steps_task, total=None, description=f"  {plain(src.name)}", visible=True)
             record = _process(pipe, src, dst, settings, tile, tile_batch, overwrite, on_step)
             progress.advance(images_task)
             if record["status"] == "error":

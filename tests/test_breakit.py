@@ -1,0 +1,129 @@
+"""The break-it corpus, round two: each test is one way a user or an untrusted file broke srcli
+(data loss, silent wrong results, memory from untrusted files, tracebacks, unclear messages) and
+the behaviour that must hold instead.  Round one is tests/test_robustness.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from conftest import tiny_model
+from srcli.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from srcli.cli import app
+from srcli.cli import common
+from srcli.diffusion import NoiseSchedule
+
+runner = CliRunner()
+
+
+def noisy(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def save(path: Path, h: int, w: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noisy(h, w, seed)).save(path)
+    return path
+
+
+def one_line_error(result, code: int) -> str:
+    """The run failed with ``code``, no traceback, and said why on error lines; returns stderr."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "error:" in result.stderr
+    return result.stderr
+
+
+def upscale(*args: str, weights: Path, steps: str = "1"):
+    return runner.invoke(app, ["upscale", *args, "--weights", str(weights), "--steps", steps])
+
+
+# -- 1. data loss: an input named like another input's output ------------------------------------------
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["folder", "named"])
+def test_a_users_own_name_x2_file_is_neither_dropped_nor_overwritten(tmp_path, tiny_checkpoint, explicit):
+    save(tmp_path / "holiday.png", 12, 12)
+    mine = save(tmp_path / "holiday_x2.png", 30, 30, seed=5)
+    before = mine.read_bytes()
+    args = [str(tmp_path / "holiday.png"), str(mine)] if explicit else [str(tmp_path)]
+    stderr = one_line_error(upscale(*args, "--scale", "2", weights=tiny_checkpoint), 2)
+    assert "holiday_x2.png" in stderr and "overwrite" in stderr
+    assert mine.read_bytes() == before
+    # written elsewhere, both are upscaled
+    result = upscale(*args, "--scale", "2", "-o", str(tmp_path / "out"), weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["holiday_x2.png", "holiday_x2_x2.png"]
+    assert Image.open(tmp_path / "out" / "holiday_x2_x2.png").size == (60, 60)
+    assert mine.read_bytes() == before
+
+
+def test_a_rerun_at_another_scale_leaves_earlier_outputs_out(tmp_path, tiny_checkpoint):
+    save(tmp_path / "photo.png", 10, 12)
+    assert upscale(str(tmp_path), "--scale", "2", weights=tiny_checkpoint).exit_code == 0
+    assert (tmp_path / "photo_x2.png").is_file()
+    result = upscale(str(tmp_path), "--scale", "3", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["photo.png", "photo_x2.png", "photo_x3.png"]  # no photo_x2_x3.png
+    assert "left out 1 earlier output" in result.stderr and "photo_x2.png" in result.stderr
+
+
+# -- 3. --json reaches stdout while a progress display runs ----------------------------------------------
+
+
+def test_json_goes_to_stdout_when_the_progress_display_is_live(tmp_path, tiny_checkpoint, monkeypatch):
+    save(tmp_path / "a.png", 8, 8)
+    monkeypatch.setattr(common.err_console, "_force_terminal", True)  # as with FORCE_COLOR or a terminal on stderr
+    assert common.err_console.is_terminal
+    result = upscale(str(tmp_path / "a.png"), "--scale", "2", "--json", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in records] == ["ok"]
+
+
+# -- 5. values that silently turn a guard off --------------------------------------------------------------
+
+
+def test_a_negative_pixel_limit_is_a_usage_error(tmp_path, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    save(tmp_path / "a.png", 8, 8)
+    result = runner.invoke(
+        app, ["upscale", str(tmp_path / "a.png"), "--scale", "2", "--weights", str(tiny_checkpoint)], env={"SRCLI_MAX_IMAGE_PIXELS": "-5"}
+    )
+    assert "SRCLI_MAX_IMAGE_PIXELS" in one_line_error(result, 2)
+    assert Image.MAX_IMAGE_PIXELS is not None
+    assert not (tmp_path / "a_x2.png").exists()
+
+
+# -- 12. file names that are markup or hold control characters ---------------------------------------------
+
+
+def test_markup_and_control_characters_in_names_are_printed_literally(tmp_path, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(common.err_console, "_force_terminal", True)  # the progress display renders names too
+    album = tmp_path / "album [final]"
+    album.mkdir()
+    (album / "bad.png").write_text("not an image")
+    (tmp_path / "x[").mkdir()
+    (tmp_path / "x[/].png").write_text("not an image")
+    (tmp_path / "evil\n\x1b[31mred.png").write_text("not an image")
+    save(tmp_path / "good.png", 8, 8)
+    result = upscale(str(album / "bad.png"), str(tmp_path / "x[/].png"), str(tmp_path / "evil\n\x1b[31mred.png"),
+                     str(tmp_path / "good.png"), "--scale", "2", weights=tiny_checkpoint)
+    stderr = one_line_error(result, 1)
+    assert f"error: {album / 'bad.png'}: not a recognised image" in stderr
+    assert f"error: {tmp_path / 'x[/].png'}: not a recognised image" in stderr
+    assert f"error: {tmp_path}/evil\\n\\x1b[31mred.png: not a recognised image" in stderr
+    assert "\x1b[31m" not in stderr
+    assert (tmp_path / "good_x2.png").is_file()  # the batch went on
