@@ -62,14 +62,16 @@ DEFAULT_INIT = "encoder"
 
 class Conditioned:
     """An LR batch encoded once: the projected condition and ``up(x_L)`` on the HR grid (and, on
-    first use, the encoder's regression output, from the same trunk features)."""
+    first use, the encoder's regression output, from the same trunk features).  ``x_lr`` and
+    ``x_up`` are float32 whatever the networks' dtype (image-space arithmetic stays exact); the
+    condition and trunk features are in the networks' dtype."""
 
     def __init__(self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int]):
         model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         self.model = model
         self.rescale = model.config.res_rescale
-        self.x_lr = x_lr
-        self.x_up = resize(x_lr.float(), out_size).to(x_lr.dtype)
+        self.x_lr = x_lr = x_lr.float()
+        self.x_up = resize(x_lr, out_size)
         feats = model.rrdb.features(x_lr)
         self.trunk = feats[-1]
         self.cond_hr = model.denoise_fn.project_cond(feats, out_size)
@@ -106,7 +108,7 @@ class Conditioned:
         unet, cond, scale = self.model.denoise_fn, self.cond_hr, self.scale
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return unet(x_t.to(cond.dtype), t, cond, scale)
+            return unet(x_t, t, cond, scale)  # the U-Net casts x_t to its dtype, returns float32
 
         return eps
 

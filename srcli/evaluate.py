@@ -168,7 +168,7 @@ def score_samples(samples: Sequence[np.ndarray], hr: np.ndarray, lr: np.ndarray,
 
 def _encoder_output(pipeline: SRPipeline, lr: np.ndarray, hr_hw: tuple[int, int]) -> np.ndarray:
     x = pipeline.to_input(lr)
-    with torch.inference_mode(), pipeline._autocast():
+    with pipeline.inference():
         return tensor_to_uint8(pipeline.model.rrdb(x, hr_hw))
 
 

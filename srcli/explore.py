@@ -106,8 +106,8 @@ def _check_sizes(pipe: SRPipeline, lr_hw: tuple[int, int], hr_hw: tuple[int, int
 
 @contextlib.contextmanager
 def _inference(pipe: SRPipeline) -> Iterator[None]:
-    # the pipeline's own context: no autograd, bf16 autocast when asked for on the CPU
-    with torch.inference_mode(), pipe._autocast():
+    # the pipeline's own context (no autograd)
+    with pipe.inference():
         yield
 
 

@@ -1,7 +1,14 @@
 """The two networks of SRDiff: the RRDB low-resolution encoder and the conditional U-Net noise predictor.
 
 Module and parameter names follow the SRDiff authors' released checkpoints (``rrdb.*`` and
-``denoise_fn.*`` there) so that ``srcli convert`` is a plain key rename.  Two things are srcli's own:
+``denoise_fn.*`` there) so that ``srcli convert`` is a plain key rename.
+
+Precision: both networks run in the dtype of their weights (fp32, fp16 or bf16) and cast what they
+are given to it at their boundary; what they return to the caller (the regression image, the noise
+prediction) is float32, so image-space arithmetic outside them never runs in half precision.  The
+conditioning features stay in the network dtype: they only ever go back into the U-Net.
+
+Two things are srcli's own:
 
 * ``projection="resize"``: the LR features reach the HR grid by resizing them to the HR size and
   applying a 3x3 convolution, so one checkpoint serves any scale (the paper's transposed convolution,
@@ -124,9 +131,14 @@ class RRDBEncoder(nn.Module):
         self.HRconv = nn.Conv2d(nf, nf, 3, 1, 1)
         self.conv_last = nn.Conv2d(nf, 3, 3, 1, 1)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_first.weight.dtype
+
     def features(self, x_lr: torch.Tensor) -> list[torch.Tensor]:
-        """Trunk features after every block, then trunk-conv + skip (the authors' ``get_fea``)."""
-        fea_first = fea = self.conv_first((x_lr + 1) / 2)
+        """Trunk features after every block, then trunk-conv + skip (the authors' ``get_fea``), in
+        the network's dtype."""
+        fea_first = fea = self.conv_first(((x_lr.float() + 1) / 2).to(self.dtype))
         feats = []
         for block in self.RRDB_trunk:
             fea = block(fea)
@@ -140,19 +152,20 @@ class RRDBEncoder(nn.Module):
 
     def head(self, fea: torch.Tensor, x_lr: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """The upsampling head on the last of ``features`` (so a caller that has the features for
-        the conditioning gets the regression output without a second trunk pass)."""
+        the conditioning gets the regression output without a second trunk pass).  float32 out."""
+        fea = fea.to(self.dtype)
         if self.fixed_scale:
             for i in range(1, self.n_up + 1):
                 fea = F.interpolate(fea, scale_factor=2, mode="nearest")
                 fea = F.leaky_relu(getattr(self, f"upconv{i}")(fea), 0.2)
-            out = self.conv_last(F.leaky_relu(self.HRconv(fea), 0.2)).clamp(0, 1) * 2 - 1
+            out = self.conv_last(F.leaky_relu(self.HRconv(fea), 0.2)).float().clamp(0, 1) * 2 - 1
             return out if out.shape[-2:] == out_size else resize(out, out_size)
         # scale-free head: one conv at LR, resize, convs at HR, residual over bicubic
         fea = F.leaky_relu(self.upconv1(fea), 0.2)
         fea = F.interpolate(fea, size=out_size, mode="bilinear", align_corners=False)
         fea = F.leaky_relu(self.upconv2(fea), 0.2)
         out = self.conv_last(F.leaky_relu(self.HRconv(fea), 0.2))
-        return (out + resize(x_lr, out_size)).clamp(-1, 1)
+        return (out.float() + resize(x_lr.float(), out_size)).clamp(-1, 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,7 +231,8 @@ class ResizeProjection(nn.Module):
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of (0-based) timesteps, laid out [sin | cos] like the authors'."""
+    """Sinusoidal embedding of (0-based) timesteps, laid out [sin | cos] like the authors', in
+    float32 (the caller casts it to its weights' dtype)."""
     half = dim // 2
     freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * -(math.log(10000) / (half - 1)))
     args = t.float()[:, None] * freqs[None, :]
@@ -261,12 +275,17 @@ class UNet(nn.Module):
         self.final_conv = nn.Sequential(Block(dim, dim), nn.Conv2d(dim, 3, 1))
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.final_conv[1].weight.dtype
+
+    @property
     def size_multiple(self) -> int:
         return 2 ** (self.levels - 1)
 
     def project_cond(self, feats: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        """Map the encoder features ``feats[2::3]`` to the HR grid (independent of t: run once)."""
-        cond = torch.cat(feats[2::3], 1)
+        """Map the encoder features ``feats[2::3]`` to the HR grid (independent of t: run once), in
+        the network's dtype."""
+        cond = torch.cat(feats[2::3], 1).to(self.dtype)
         if isinstance(self.cond_proj, ResizeProjection):
             return self.cond_proj(cond, out_size)
         out = self.cond_proj(cond)
@@ -277,18 +296,20 @@ class UNet(nn.Module):
         return out
 
     def embed(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        emb = self.mlp(timestep_embedding(t, self.dim))
+        emb = self.mlp(timestep_embedding(t, self.dim).to(self.dtype))
         if self.scale_mlp is not None:
             if scale is None:
                 raise ValueError("this model needs the scale of its input")
-            emb = emb + self.scale_mlp(torch.log(scale.float()).reshape(-1, 1).to(emb))
+            emb = emb + self.scale_mlp(torch.log(scale.float()).reshape(-1, 1).to(self.dtype))
         return emb
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond_hr: torch.Tensor, scale: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """Predict the noise in ``x`` (B,3,H,W) at 0-based timestep ``t`` (B,).  Sizes that are not a
-        multiple of 2**(levels-1) are padded by edge replication and cropped back."""
+        """Predict the noise in ``x`` (B,3,H,W) at 0-based timestep ``t`` (B,), as float32 whatever the
+        weights' dtype.  Sizes that are not a multiple of 2**(levels-1) are padded by edge
+        replication and cropped back."""
+        x, cond_hr = x.to(self.dtype), cond_hr.to(self.dtype)
         h_in, w_in = x.shape[-2:]
         m = self.size_multiple
         pad_h, pad_w = (-h_in) % m, (-w_in) % m
@@ -307,7 +328,7 @@ class UNet(nn.Module):
         for res1, res2, up in self.ups:
             x = torch.cat((x, skips.pop()), dim=1)
             x = up(res2(res1(x, emb), emb))
-        return self.final_conv(x)[..., :h_in, :w_in]
+        return self.final_conv(x)[..., :h_in, :w_in].float()
 
 
 class SRDiffModel(nn.Module):

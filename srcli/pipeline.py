@@ -76,16 +76,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     raise UsageError(f"unknown device {device!r} (choose auto, cpu or cuda)")
 
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """auto -> fp16 on CUDA, fp32 on CPU.  fp16 needs CUDA; bf16 works on both (autocast)."""
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    """The dtype of the networks' weights and activations: auto -> fp16 on CUDA, fp32 on the CPU.
+    Every precision runs on every device (fp16 on the CPU is slow but is the exact code path CUDA
+    runs); image-space tensors stay float32 whatever is chosen."""
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in table:
-        raise UsageError(f"unknown precision {precision!r} (choose auto, fp32, bf16 or fp16)")
-    if precision == "fp16" and device.type != "cuda":
-        raise UsageError("--precision fp16 needs a CUDA device; on the CPU use fp32 or bf16")
-    return table[precision]
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r} (choose auto, {', '.join(PRECISIONS)})")
+    return PRECISIONS[precision]
 
 
 def check_scale(scale: float) -> float:
@@ -231,10 +233,9 @@ class SRPipeline:
         self.schedule = schedule
         self.info = info or {}
         self.source = source
-        model = model.to(self.device).eval().requires_grad_(False)
-        if self.device.type == "cuda":
-            # Half weights (not autocast) keep activations in fp16.
-            model = model.to(dtype=self.dtype)
+        # the weights in the chosen dtype (not autocast): the networks cast their inputs to it and
+        # return float32 (see ``nets``), so one switch covers the weights and what is fed to them
+        model = model.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
         # channels_last suits cuDNN's convolutions; on the CPU see CPU_CHANNELS_LAST
         self.channels_last = self.device.type == "cuda" or CPU_CHANNELS_LAST
         if self.channels_last:
@@ -303,13 +304,13 @@ class SRPipeline:
         return None
 
     # -- tensors ---------------------------------------------------------------------------------
-    def _autocast(self):
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def inference(self) -> contextlib.AbstractContextManager:
+        """The context every network call of the pipeline runs in (no autograd)."""
+        return torch.inference_mode()
 
     def to_input(self, image: Image.Image | np.ndarray) -> torch.Tensor:
-        """PIL image or (H, W, 3) uint8/uint16 array -> (1, 3, H, W) in [-1, 1] on the pipeline's device."""
+        """PIL image or (H, W, 3) uint8/uint16 array -> (1, 3, H, W) float32 in [-1, 1] on the
+        pipeline's device (float32 whatever the precision: the networks cast at their boundary)."""
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
         if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3 or image.shape[2] != 3:
@@ -317,8 +318,7 @@ class SRPipeline:
         return self._on_device(array_to_tensor(image))
 
     def _on_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device)
-        return x.to(self.dtype) if self.device.type == "cuda" else x
+        return x.to(device=self.device, dtype=torch.float32)
 
     def noise(self, seeds: Sequence[int], origins: Optional[Sequence[tuple[int, int]]] = None) -> NoiseFn:
         """The pipeline's noise: position-keyed, one field per seed (see ``tiling.field_noise``)."""
@@ -326,7 +326,7 @@ class SRPipeline:
 
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
-        with torch.inference_mode(), self._autocast():
+        with self.inference():
             return Conditioned(self.model, x_lr, out_size)
 
     def sr_tensor(
@@ -347,7 +347,7 @@ class SRPipeline:
         """SR of a batch of equally sized LR tensors, one seed per batch element (untiled).
         ``origins`` places each element on its image's HR grid (tiles); default (0, 0)."""
         self.model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
-        with torch.inference_mode(), self._autocast():
+        with self.inference():
             return super_resolve(
                 self.model, self.schedule, x_lr, out_size, self.noise(seeds, origins), steps=steps,
                 sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback, cond=cond,

@@ -201,7 +201,7 @@ class GridAligned(Conditioned):
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             h, w = x_t.shape[-2:]
-            out = unet(self._pad(x_t.to(cond.dtype)), t, cond, scale)
+            out = unet(self._pad(x_t), t, cond, scale)
             return torch.cat([out[i : i + 1, :, tp : tp + h, lf : lf + w] for i, (tp, _, lf, _) in enumerate(self.pads)])
 
         return eps
