@@ -3,6 +3,7 @@
 Tensors: the model's state dict (``rrdb.*``, ``denoise_fn.*``) and the noise schedule
 (``schedule.betas``, float64).  Metadata (all strings): ``format = "srcli"``, ``format_version``,
 ``config`` (the ``ModelConfig`` as JSON) and free-form ``info`` (JSON: training steps, data, ...).
+Where checkpoint files are found (shipped names, folders, hf://) is ``srcli.weights``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from .nets import ModelConfig, SRDiffModel
 
 FORMAT = "srcli"
 FORMAT_VERSION = "1"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_WEIGHTS = "srcli-x2-4-c32"
 
 
 class CheckpointError(Exception):
@@ -102,31 +101,3 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: schedule has {schedule.T} steps, config says {cfg.timesteps}")
     return model.to(device).eval(), schedule, info
 
-
-def resolve_weights(spec: Optional[str] = None) -> Path:
-    """A local file, a name of a file in ``weights/`` (with or without .safetensors), or
-    ``hf://OWNER/REPO/FILE`` fetched through huggingface_hub (cached; clear error when offline)."""
-    spec = spec or DEFAULT_WEIGHTS
-    if spec.startswith("hf://"):
-        parts = spec[len("hf://") :].split("/")
-        if len(parts) < 3 or not all(parts):
-            raise CheckpointError(f"{spec}: expected hf://OWNER/REPO/FILE")
-        repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return Path(hf_hub_download(repo_id=repo_id, filename=filename))
-        except Exception as exc:  # the hub raises many types; all mean "could not get it"
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CheckpointError(
-                f"{spec}: could not download from the Hugging Face Hub ({reason}); "
-                "offline? pass a local file or a name in weights/"
-            ) from None
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    for candidate in (WEIGHTS_DIR / spec, WEIGHTS_DIR / f"{spec}.safetensors"):
-        if candidate.is_file():
-            return candidate
-    names = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
-    raise CheckpointError(f"{spec}: no such weights file (shipped: {', '.join(names) or 'none'})")

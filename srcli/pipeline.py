@@ -1,6 +1,6 @@
 """The Python API: a pipeline object that turns images into SR images with a loaded checkpoint.
 
-    pipe = SRPipeline.from_pretrained()                 # weights/ default, CUDA+fp16 if present
+    pipe = SRPipeline.from_pretrained()                 # the shipped model, CUDA+fp16 if present
     out = pipe.upscale(Image.open("in.png"), scale=4, steps=25, seed=0)
     data = pipe.upscale_image(read_image("in.png"), scale=4)   # 16-bit, alpha, ICC (srcli.imageio)
 
@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_checkpoint, resolve_weights
+from .checkpoint import load_checkpoint
 from .diffusion import NoiseFn, NoiseSchedule
 from .engine import DEFAULT_INIT, INITS, Conditioned, super_resolve
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import SRDiffModel
 from .ops import array_to_tensor, quantize, scaled_size
+from .weights import resolve_weights
 from .tiling import MIN_TILE, align_to_grid, auto_tile, field_noise, memory_budget, mix_seed, tiled_upscale
 
 DEFAULT_STEPS = 25
@@ -244,12 +245,16 @@ class SRPipeline:
 
     @classmethod
     def from_pretrained(
-        cls, weights: Optional[str] = None, device: str = "auto", precision: str = "auto"
+        cls, weights: Optional[str] = None, device: str = "auto", precision: str = "auto", model: Optional[str] = None
     ) -> "SRPipeline":
-        """Load a srcli checkpoint: a path, a name in ``weights/``, or ``hf://OWNER/REPO/FILE``."""
+        """Load a srcli checkpoint: ``weights`` (a path, a name looked up as ``srcli.weights``
+        describes, or ``hf://OWNER/REPO/FILE[@REVISION]``) or the shipped ``model`` by name
+        (``srcli.weights.MODELS``: clean, real); neither: the default model."""
+        if weights is not None and model is not None:
+            raise UsageError("--model and --weights are alternatives: give one of them")
         dev = resolve_device(device)
         resolve_precision(precision, dev)  # fail on bad arguments before reading the file
-        path = resolve_weights(weights)
+        path = resolve_weights(weights, model)
         model, schedule, info = load_checkpoint(path, "cpu")
         return cls(model, schedule, info, dev, precision, source=str(path))
 

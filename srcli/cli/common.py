@@ -28,7 +28,18 @@ err_console = Console(stderr=True, highlight=False)
 
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", "-w", help="Checkpoint: a .safetensors path, a name in weights/, or hf://OWNER/REPO/FILE. Default: the shipped model."),
+    typer.Option(
+        "--weights", "-w",
+        help="Checkpoint file: a .safetensors path, a file name looked up like --model's files, or hf://OWNER/REPO/FILE[@REVISION]. Default: --model clean.",
+    ),
+]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        help="A shipped model by name: clean (bicubic degradation, the default) or real (JPEG, noise and blur). Looked up in the package, ./weights, then $SRCLI_WEIGHTS_DIR or ~/.cache/srcli/weights. Not with --weights.",
+        show_default=False,
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
@@ -206,5 +217,5 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
 __all__ = [
     "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail", "plain",
     "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
-    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
+    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "ModelOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
 ]

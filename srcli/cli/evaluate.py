@@ -18,7 +18,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
+    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
     progress_bar, reflow, usage_errors,
 )
 
@@ -82,6 +82,7 @@ def render_table(report: EvalReport) -> Table:
 def eval_command(
     hr_dir: Annotated[Path, typer.Argument(help="Folder of HR images (searched recursively).", show_default=False)],
     scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8; fractional scales work, beyond the model's range a cascade.")] = 4.0,
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     steps: Annotated[int, typer.Option("--steps", help="Reverse-process steps, respaced over the model's T (T = the full chain of the paper).")] = DEFAULT_STEPS,
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")] = DEFAULT_SAMPLER,
@@ -113,7 +114,7 @@ def eval_command(
         if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
             fail(f"--save-dir {save_dir}: exists and is not a folder")
         names = check_baselines(baselines.split(","))
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
         note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init)))
 
     with progress_bar() as progress:

@@ -16,7 +16,7 @@ from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_
 from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
+    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
     progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
@@ -123,14 +123,14 @@ def _stage_progress(progress) -> Callable[[str, int, int], None]:
 
 
 def _load_pipeline(
-    weights: Optional[str], device: str, precision: str, steps: int, scale: Optional[float],
+    weights: Optional[str], model: Optional[str], device: str, precision: str, steps: int, scale: Optional[float],
     strength: Optional[float] = None, init: Optional[str] = None, cascade: bool = False,
 ) -> tuple[SRPipeline, int, float]:
     """The pipeline, the steps it will run (at most T) and the scale (the model's default when None),
     with a warning for a scale the model was not trained on, or with ``cascade`` (a command that
     runs ``SRPipeline.stages``) a note on how the scale runs."""
     with usage_errors():
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
         scale = check_scale(explore.default_scale(pipe) if scale is None else scale)
         if steps > pipe.schedule.T:
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
@@ -159,6 +159,7 @@ def sample_diverse_command(
     temperature: TemperatureOpt = 1.0,
     strength: Annotated[float, typer.Option("--strength", help="As in srcli upscale (0 < F <= 1), but 1 by default: the full sampler.")] = DIVERSE_STRENGTH,
     init: InitOpt = None,
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -176,7 +177,7 @@ def sample_diverse_command(
     paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
-    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale, strength, init, cascade=True)
+    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale, strength, init, cascade=True)
 
     with progress_bar() as progress, usage_errors():
         result = explore.sample_diverse(
@@ -218,6 +219,7 @@ def interpolate_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_interp/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -243,7 +245,7 @@ def interpolate_command(
     paths = [out_dir / f"{input.stem}_lam{lam:g}.png" for lam in lams]
     strip_path = out_dir / f"{input.stem}_strip.png"
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
-    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
 
     with progress_bar() as progress, usage_errors():
         result = explore.latent_interpolation(
@@ -288,6 +290,7 @@ def fuse_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -312,7 +315,7 @@ def fuse_command(
         fail(str(exc))
     per_t = {v: out.with_name(f"{out.stem}_t{v}{out.suffix}") for v in ts} if len(ts) > 1 else {ts[0]: out}
     protect_inputs([out, *per_t.values()], [eyes, face])
-    pipe, steps, scale = _load_pipeline(weights, device, precision, steps, scale)
+    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
 
     with progress_bar() as progress, usage_errors():
         result = explore.content_fusion(

@@ -19,7 +19,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
+    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
     emit_json, err_console, error, expand_inputs, plain, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
     usage_errors, warn,
 )
@@ -165,6 +165,7 @@ def upscale_command(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
     seed: SeedOpt = 0,
+    model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -202,7 +203,7 @@ def upscale_command(
     items = take_shard(list(zip(found, outputs)), shard_spec)
 
     with usage_errors():
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision)
+        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
         if steps > pipe.schedule.T:
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
             steps = pipe.schedule.T
