@@ -66,7 +66,7 @@ def find_named(name: str, what: Optional[str] = None) -> Path:
     found = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.safetensors")})
     available = f"; found there: {', '.join(found)}" if found else ""
     raise CheckpointError(
-        f"{what or name}: not found; looked in {', '.join(str(d) for d in dirs)} "
+        f"{what or name}: no such weights file; looked in {', '.join(str(d) for d in dirs)} "
         f"(set {USER_DIR_ENV} to add a folder){available}"
     )
 
