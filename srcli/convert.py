@@ -275,6 +275,9 @@ def official_to_srcli(ckpt_path: str | Path) -> tuple[SRDiffModel, NoiseSchedule
         "betas_max_abs_diff_from_cosine": cosine_diff,
         "ignored_buffers": [k for k in DERIVED_BUFFERS if k in sd],
         "ignored_entries": extras["ignored_entries"],
+        # the authors' data pipeline makes up(x_L) from the 8-bit LR / 256 with MATLAB-style imresize:
+        # the model predicts residuals relative to that image, so srcli reproduces it (engine.LR_UPSAMPLERS)
+        "lr_upsample": "matlab-div256",
     }
     return model.eval(), schedule, info
 

@@ -218,7 +218,15 @@ def latent_interpolation(
     code); every mix gets the same reverse-step noise, so the outputs differ only by their latent.
     ``noise`` is always asked for a batch of one.  Returns the decoded mixes (len(lambdas), ...) in
     the order given and the two endpoint latents (2, ...): lambda 1 starts from the first, 0 from
-    the second."""
+    the second.
+
+    The step convention is the paper's and differs from the authors' code by one step: here the
+    endpoints are noised to abar(t) (paper step t) and the reverse process runs paper steps t .. 1
+    (network indices t - 1 .. 0).  The authors' ``interpolate(t)`` noises with their
+    ``alphas_cumprod[t]``, which is abar(t + 1), then runs network indices t - 1 .. 0 as well, so its
+    latent has one step more noise than its first reverse step assumes; their lambda weights the
+    second image.  Their output at t is thus no srcli output at any t (docs/design.md, "Algorithm 4:
+    the step convention")."""
     if residual_a.shape != residual_b.shape or residual_a.shape[0] != 1:
         raise ValueError("latent_interpolation needs two residuals of one shape with batch size 1")
     x_a = diffuse(schedule, residual_a, t, lambda k, like: noise(0, like))

@@ -16,7 +16,7 @@ import torch
 
 from .diffusion import EpsFn, NoiseFn, NoiseSchedule, StepCallback, reverse_process
 from .nets import SRDiffModel
-from .ops import resize
+from .ops import matlab_resize, resize
 
 
 def tune_cpu_allocator() -> bool:
@@ -59,6 +59,24 @@ def seeded_noise(seeds: Sequence[int], device: torch.device | str = "cpu") -> No
 INITS = ("encoder", "bicubic")
 DEFAULT_INIT = "encoder"
 
+# How up(x_L), the base the residual is added to, is made; a checkpoint names its own in the
+# ``lr_upsample`` key of its ``info`` metadata (absent: "bicubic").  A model must be run with the
+# upsampling it was trained with: the residual it predicts is relative to that image.
+#   bicubic        srcli's ``ops.resize`` (Pillow's antialiased bicubic), what srcli trains with
+#   matlab-div256  the SRDiff authors' data pipeline: MATLAB-style imresize bicubic of the 8-bit
+#                  LR divided by 256 (not 255), then mapped to [-1, 1]: up = 255/256 (R(x_L) + 1) - 1
+LR_UPSAMPLERS = ("bicubic", "matlab-div256")
+DEFAULT_LR_UPSAMPLE = "bicubic"
+
+
+def upsample_lr(x_lr: torch.Tensor, out_size: tuple[int, int], method: str = DEFAULT_LR_UPSAMPLE) -> torch.Tensor:
+    """up(x_L) of a float32 batch on the HR grid by ``method`` (``LR_UPSAMPLERS``), float32."""
+    if method == "bicubic":
+        return resize(x_lr, out_size)
+    if method == "matlab-div256":
+        return ((matlab_resize(x_lr.double(), out_size) + 1) * (255 / 256) - 1).float()
+    raise ValueError(f"unknown LR upsampling {method!r} (known: {', '.join(LR_UPSAMPLERS)})")
+
 
 class Conditioned:
     """An LR batch encoded once: the projected condition and ``up(x_L)`` on the HR grid (and, on
@@ -66,12 +84,14 @@ class Conditioned:
     ``x_up`` are float32 whatever the networks' dtype (image-space arithmetic stays exact); the
     condition and trunk features are in the networks' dtype."""
 
-    def __init__(self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int]):
+    def __init__(
+        self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int], lr_upsample: str = DEFAULT_LR_UPSAMPLE
+    ):
         model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         self.model = model
         self.rescale = model.config.res_rescale
         self.x_lr = x_lr = x_lr.float()
-        self.x_up = resize(x_lr, out_size)
+        self.x_up = upsample_lr(x_lr, out_size, lr_upsample)
         feats = model.rrdb.features(x_lr)
         self.trunk = feats[-1]
         self.cond_hr = model.denoise_fn.project_cond(feats, out_size)

@@ -208,6 +208,7 @@ def evaluate_images(
     seed: int = 0,
     strength: Optional[float] = None,
     init: Optional[str] = None,
+    consistency: Optional[int] = None,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     save_dir: Optional[str | Path] = None,
     tile: Optional[int] = None,
@@ -217,7 +218,7 @@ def evaluate_images(
 ) -> EvalReport:
     """Evaluate srcli (when ``pipeline`` is given) and the baselines on (name, HR uint8 array or a
     loader returning one) pairs.  ``strength`` None is the per-scale default, ``init`` None the
-    default start image, and ``tile`` (None: auto, 0: off) is passed to ``SRPipeline.upscale``;
+    default start image, ``consistency`` None the model's back-projection default, and ``tile`` (None: auto, 0: off) is passed to ``SRPipeline.upscale``;
     ``settings["stages"]`` records the passes.
     ``on_output(name, method, output, hr)`` sees every output (srcli's first sample) with its HR
     crop, for measures of one's own.
@@ -229,7 +230,7 @@ def evaluate_images(
     if pipeline is not None:
         check_sampler(sampler)
         check_tile(tile)
-        stages = pipeline.stages(scale, steps, strength, init)  # checks steps, strength, init and a fixed scale
+        stages = pipeline.stages(scale, steps, strength, init, consistency)  # checks them and a fixed scale
     baselines = check_baselines(baselines, pipeline is not None)
     if pipeline is None and not baselines:
         raise UsageError("nothing to evaluate: no checkpoint and no baselines")
@@ -243,6 +244,7 @@ def evaluate_images(
     if pipeline is not None:
         settings.update(
             steps=steps, sampler=sampler, samples=samples, seed=seed, strength=strength, init=stages[0].init, tile=tile,
+            consistency=stages[0].consistency,
             stages=[asdict(s) for s in stages], **pipeline.describe()
         )
     report = EvalReport(settings)
@@ -273,7 +275,7 @@ def evaluate_images(
             for k in range(samples):
                 sr = pipeline.upscale(
                     lr, scale=scale, steps=steps, seed=seed + k, sampler=sampler, strength=strength, callback=on_step,
-                    tile=tile, init=init,
+                    tile=tile, init=init, consistency=consistency,
                 )
                 srs.append(np.asarray(sr))
             if srs[0].shape != hr.shape:  # a broken invariant of protocol_pair / scaled_size, not user error

@@ -147,6 +147,7 @@ def sample_diverse(
     callback: StageCallback = None,
     strength: Optional[float] = DIVERSE_STRENGTH,
     init: Optional[str] = None,
+    consistency: Optional[int] = None,
 ) -> DiverseSamples:
     """``n`` samples of one LR image, seeds seed..seed+n-1, in one batch through the network.
 
@@ -156,13 +157,14 @@ def sample_diverse(
     whatever n is; scales beyond the model's range run the same cascade (``SRPipeline.sr_cascade``).
     The strength defaults to 1, SRDiff's diverse sampling from pure noise, because the point is the
     range of plausible detail; None takes upscale's per-scale default, which invents less and so
-    varies less.  Untiled: the batch of n HR images must fit in memory.
+    varies less.  ``consistency``: back-projection iterations (None: the model's default).
+    Untiled: the batch of n HR images must fit in memory.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")
     check_sampler(sampler)
     scale = default_scale(pipe) if scale is None else scale
-    stages = pipe.stages(scale, steps, strength, init)
+    stages = pipe.stages(scale, steps, strength, init, consistency)
     lr = _rgb8(image)
     sizes = cascade_sizes(lr.shape[:2], scale, [s.scale for s in stages])
     x_lr = pipe.to_input(lr)
@@ -208,8 +210,10 @@ def latent_interpolation(
     sampler: str = DEFAULT_SAMPLER,
     temperature: float = 1.0,
     callback: StageCallback = None,
+    consistency: Optional[int] = None,
 ) -> Interpolation:
-    """Algorithm 4 as the authors implement it: two SR predictions of the LR ``image`` (A, B),
+    """Algorithm 4 (see ``diffusion.latent_interpolation`` for how its t differs from the authors'
+    code by one step): two SR predictions of the LR ``image`` (A, B),
     both diffused to ``t`` with independent noise, mixed lam * x_A + (1 - lam) * x_B for every lambda
     and decoded from t conditioned on the LR image.  All mixes share the reverse-step noise, so
     they differ only by their latent.
@@ -217,6 +221,8 @@ def latent_interpolation(
     The predictions come from ``seeds`` (A, B), sampled in one batch (default seed+1, seed+2), or
     are given as ``pair`` (two SR images of one size; then ``scale`` follows from the sizes).
     ``seed`` drives the algorithm's own noise: the two forward draws and the reverse steps.
+    ``consistency`` applies to the sampled predictions as in ``upscale`` (None: the model's
+    default); the decoded mixes are the algorithm's own output, not back-projected.
     """
     t = check_t(pipe, t)
     lambdas = check_lambdas(lambdas)
@@ -254,7 +260,7 @@ def latent_interpolation(
         both = cond.expand(2)
         sr = pipe.sr_tensor(
             x_lr.expand(2, -1, -1, -1), out_size, list(seeds), steps, sampler, temperature=temperature,
-            callback=_stage(callback, "predictions"), cond=both,
+            callback=_stage(callback, "predictions"), cond=both, consistency=consistency,
         )
         endpoints = tuple(_to_uint8_list(sr))
         with _inference(pipe):

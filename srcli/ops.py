@@ -23,6 +23,44 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.to(dtype)
 
 
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's ``imresize`` 'bicubic')."""
+    x = np.abs(x)
+    near = (1.5 * x - 2.5) * x * x + 1
+    far = ((-0.5 * x + 2.5) * x - 4) * x + 2
+    return np.where(x <= 1, near, np.where(x <= 2, far, 0.0))
+
+
+def matlab_weights(in_len: int, out_len: int, scale: float) -> np.ndarray:
+    """The (out_len, in_len) matrix of MATLAB ``imresize`` bicubic along one axis.
+
+    Output pixel j (1-based) samples the input at u = j / scale + (1 - 1 / scale) / 2 (pixel
+    centres aligned); the kernel is stretched by 1 / scale when shrinking (antialiasing), the taps
+    are normalised to sum to 1, and taps beyond the edges mirror back into the image with the edge
+    pixel repeated (symmetric padding: ... 1 0 | 0 1 2 ... n-1 | n-1 n-2 ...)."""
+    stretch = min(scale, 1.0)  # < 1 only when shrinking
+    width = 4.0 / stretch
+    u = np.arange(1, out_len + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
+    taps = np.floor(u - width / 2)[:, None] + np.arange(int(np.ceil(width)) + 2)[None, :]  # 1-based
+    weights = stretch * _cubic(stretch * (u[:, None] - taps))
+    weights /= weights.sum(axis=1, keepdims=True)
+    mirror = np.concatenate([np.arange(in_len), np.arange(in_len - 1, -1, -1)])
+    index = mirror[np.mod(taps.astype(np.int64) - 1, 2 * in_len)]
+    matrix = np.zeros((out_len, in_len))
+    np.add.at(matrix, (np.repeat(np.arange(out_len), taps.shape[1]), index.ravel()), weights.ravel())
+    return matrix
+
+
+def matlab_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """MATLAB ``imresize(..., 'bicubic')`` of (B, C, H, W) to ``size`` = (H, W), computed in float64
+    without rounding (the resize the SRDiff authors' data pipeline uses; ``resize`` is srcli's
+    own).  The scale of each axis is out / in, as ``imresize`` derives it from an output size."""
+    (h, w), (out_h, out_w) = x.shape[-2:], size
+    rows = torch.from_numpy(matlab_weights(h, out_h, out_h / h)).to(x.device)
+    cols = torch.from_numpy(matlab_weights(w, out_w, out_w / w)).to(x.device)
+    return (rows @ x.double() @ cols.T).to(x.dtype)
+
+
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     """Output size for a scale: round(scale * input size), at least 1 pixel."""
     return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))

@@ -32,7 +32,7 @@ from PIL import Image
 
 from .checkpoint import load_checkpoint
 from .diffusion import NoiseFn, NoiseSchedule
-from .engine import DEFAULT_INIT, INITS, Conditioned, super_resolve
+from .engine import DEFAULT_CONSISTENCY, DEFAULT_INIT, DEFAULT_LR_UPSAMPLE, INITS, LR_UPSAMPLERS, Conditioned, super_resolve
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import SRDiffModel
 from .ops import array_to_tensor, quantize, scaled_size
@@ -151,6 +151,14 @@ def check_init(init: Optional[str]) -> str:
     return init
 
 
+def check_consistency(consistency: Optional[int]) -> Optional[int]:
+    """None (the model's default, ``SRPipeline.default_consistency``) or a number of
+    back-projection iterations >= 0 (0: the sampler's own output)."""
+    if consistency is not None and (not _is_int(consistency) or consistency < 0):
+        raise UsageError(f"consistency must be a whole number >= 0, got {consistency}")
+    return consistency
+
+
 def default_strength(scale: float, init: str = DEFAULT_INIT) -> float:
     """The strength of a pass at ``scale`` from ``DEFAULT_STRENGTH`` (linear between its entries)."""
     scales, strengths = zip(*sorted(DEFAULT_STRENGTH[check_init(init)].items()))
@@ -207,6 +215,7 @@ class Stage:
     steps: Optional[int]
     strength: float
     init: str = DEFAULT_INIT
+    consistency: int = DEFAULT_CONSISTENCY
 
 
 @dataclass
@@ -234,6 +243,9 @@ class SRPipeline:
         self.schedule = schedule
         self.info = info or {}
         self.source = source
+        self.lr_upsample = self.info.get("lr_upsample", DEFAULT_LR_UPSAMPLE)
+        if self.lr_upsample not in LR_UPSAMPLERS:
+            raise UsageError(f"{source or 'checkpoint'}: unknown lr_upsample {self.lr_upsample!r} in its metadata")
         # the weights in the chosen dtype (not autocast): the networks cast their inputs to it and
         # return float32 (see ``nets``), so one switch covers the weights and what is fed to them
         model = model.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
@@ -263,13 +275,26 @@ class SRPipeline:
         return self.model.config
 
     @property
+    def default_consistency(self) -> int:
+        """Back-projection iterations when none are asked for: 0 for a model trained on real-world
+        degradations (``info["degradation"] == "real"``: its input is not the bicubic downscale
+        of the output, so forcing the output to downscale to it would put the input's blur, noise
+        and JPEG blocks back), else ``DEFAULT_CONSISTENCY``."""
+        return 0 if self.info.get("degradation") == "real" else DEFAULT_CONSISTENCY
+
+    @property
     def scale_range(self) -> tuple[float, float]:
         """The factors one pass runs: a fixed-scale checkpoint's own, else the training range."""
         fixed = self.config.fixed_scale
         return (float(fixed), float(fixed)) if fixed is not None else tuple(self.config.train_scales)
 
     def stages(
-        self, scale: float, steps: Optional[int] = DEFAULT_STEPS, strength: Optional[float] = None, init: Optional[str] = None
+        self,
+        scale: float,
+        steps: Optional[int] = DEFAULT_STEPS,
+        strength: Optional[float] = None,
+        init: Optional[str] = None,
+        consistency: Optional[int] = None,
     ) -> list[Stage]:
         """The passes of ``scale`` (``plan_cascade``): pass k runs steps / 2**k reverse steps (SR3:
         fewer steps at higher resolution, where a step costs more and has less left to add) with
@@ -277,6 +302,8 @@ class SRPipeline:
         fixed-scale checkpoint runs its scale and its powers only.  Bad arguments raise UsageError."""
         scale, steps, strength = check_scale(scale), check_steps(steps), check_strength(strength)
         init = check_init(init)
+        consistency = check_consistency(consistency)
+        consistency = self.default_consistency if consistency is None else consistency
         fixed = self.config.fixed_scale
         try:
             factors = plan_cascade(scale, self.scale_range)
@@ -294,7 +321,10 @@ class SRPipeline:
             raise UsageError(f"{scale:g}x cannot be made of passes of {low:g}x-{high:g}x, the range this model was trained on")
         full = self.schedule.T if steps is None else min(steps, self.schedule.T)
         return [
-            Stage(f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f, init) if strength is None else strength, init)
+            Stage(
+                f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f, init) if strength is None else strength,
+                init, consistency,
+            )
             for k, f in enumerate(factors)
         ]
 
@@ -332,7 +362,7 @@ class SRPipeline:
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
         with self.inference():
-            return Conditioned(self.model, x_lr, out_size)
+            return Conditioned(self.model, x_lr, out_size, self.lr_upsample)
 
     def sr_tensor(
         self,
@@ -348,15 +378,19 @@ class SRPipeline:
         cond: Optional[Conditioned] = None,
         origins: Optional[Sequence[tuple[int, int]]] = None,
         init: str = DEFAULT_INIT,
+        consistency: Optional[int] = None,
     ) -> torch.Tensor:
         """SR of a batch of equally sized LR tensors, one seed per batch element (untiled).
-        ``origins`` places each element on its image's HR grid (tiles); default (0, 0)."""
+        ``origins`` places each element on its image's HR grid (tiles); default (0, 0).
+        ``consistency``: back-projection iterations (None: ``default_consistency``)."""
         self.model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
+        consistency = check_consistency(consistency)
         with self.inference():
             return super_resolve(
                 self.model, self.schedule, x_lr, out_size, self.noise(seeds, origins), steps=steps,
-                sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback, cond=cond,
-                init=init,
+                sampler=sampler, eta=eta, temperature=temperature, strength=strength, callback=callback,
+                cond=cond or self.condition(x_lr, out_size), init=init,
+                consistency=self.default_consistency if consistency is None else consistency,
             )
 
     def sr_cascade(
@@ -382,6 +416,7 @@ class SRPipeline:
             x = self.sr_tensor(
                 x, size, [stage_seed(s, k) for s in seeds], stage.steps, sampler, temperature=temperature,
                 strength=stage.strength, callback=progress.next_pass(), cond=cond, init=stage.init,
+                consistency=stage.consistency,
             )
             if k + 1 < len(stages):
                 x = self._on_device(quantize(x, INTERMEDIATE_DTYPE))
@@ -412,6 +447,7 @@ class SRPipeline:
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
         init: Optional[str] = None,
+        consistency: Optional[int] = None,
     ) -> ImageData:
         """Upscale an ``ImageData``: colour through the model (16-bit samples keep their precision
         into it and out of it), alpha with a classical filter, metadata carried over.  ``strength``
@@ -419,9 +455,10 @@ class SRPipeline:
         Scales beyond one pass run as a cascade (``stages``), each pass tiled on its own and handed
         on as a 16-bit image.  ``tile`` is the largest HR tile side
         in px (None: auto, 0: whole image); ``callback(done, total)`` counts reverse steps over all
-        tiles and passes (the total grows as each pass starts)."""
+        tiles and passes (the total grows as each pass starts).  ``consistency`` is the number of
+        back-projection iterations per pass (None: ``default_consistency``, 0: off)."""
         check_sampler(sampler)
-        stages = self.stages(scale, steps, strength, init)
+        stages = self.stages(scale, steps, strength, init, consistency)
         check_tile(tile)
         check_tile_batch(tile_batch)
         sizes = cascade_sizes(image.size, scale, [s.scale for s in stages])
@@ -459,7 +496,7 @@ class SRPipeline:
             cond = align_to_grid(self.condition(x, size), origins, multiple)
             return self.sr_tensor(
                 x, size, [seed] * x.shape[0], stage.steps, sampler, temperature=temperature, strength=stage.strength,
-                callback=step_callback, cond=cond, origins=origins, init=stage.init,
+                callback=step_callback, cond=cond, origins=origins, init=stage.init, consistency=stage.consistency,
             )
 
         return tiled_upscale(
@@ -479,6 +516,7 @@ class SRPipeline:
         tile: Optional[int] = None,
         tile_batch: Optional[int] = None,
         init: Optional[str] = None,
+        consistency: Optional[int] = None,
     ) -> Image.Image:
         """Upscale one image by ``scale`` (output size round(scale * input size)).  A PIL image keeps
         its kind (RGB, RGBA, L, LA, I;16); an (H, W, 3) uint8/uint16 array gives an RGB image."""
@@ -489,7 +527,9 @@ class SRPipeline:
                 data = ImageData(np.asarray(image))
             except ValueError as exc:
                 raise UsageError(f"expected an RGB image (H, W, 3) of uint8 or uint16: {exc}") from None
-        out = self.upscale_image(data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch, init)
+        out = self.upscale_image(
+            data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch, init, consistency
+        )
         return to_pil(out)[0]
 
     def describe(self) -> dict[str, Any]:
@@ -501,6 +541,8 @@ class SRPipeline:
             "train_scales": list(self.config.train_scales),
             "channels_last": self.channels_last,
             "timesteps": self.schedule.T,
+            "lr_upsample": self.lr_upsample,
+            "default_consistency": self.default_consistency,
         }
 
 

@@ -53,6 +53,14 @@ StrengthOpt = Annotated[
         show_default=False,
     ),
 ]
+ConsistencyOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--consistency",
+        help="Back-projection iterations after sampling, which make the output downscale to the input (0 = the sampler's own output). Default: the model's (5; 0 for a model trained on real-world degradations).",
+        show_default=False,
+    ),
+]
 InitOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -217,5 +225,5 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
 __all__ = [
     "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail", "plain",
     "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
-    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "ModelOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
+    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "ModelOpt", "ConsistencyOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
 ]

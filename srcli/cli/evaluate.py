@@ -14,11 +14,11 @@ from rich.table import Table
 
 from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, evaluate_folder
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
+    EXIT_OK, EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
     progress_bar, reflow, usage_errors,
 )
 
@@ -93,6 +93,7 @@ def eval_command(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images (sorted by path).")] = None,
     strength: StrengthOpt = None,
     init: InitOpt = None,
+    consistency: ConsistencyOpt = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -106,6 +107,7 @@ def eval_command(
         check_sampler(sampler)
         strength = check_strength(strength)
         init = check_init(init)
+        check_consistency(consistency)
         check_tile(tile)
         if samples < 1:
             fail(f"--samples must be >= 1, got {samples}")
@@ -115,7 +117,7 @@ def eval_command(
             fail(f"--save-dir {save_dir}: exists and is not a folder")
         names = check_baselines(baselines.split(","))
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
-        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init)))
+        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init, consistency)))
 
     with progress_bar() as progress:
         images_task = progress.add_task("images", total=None)
@@ -130,7 +132,7 @@ def eval_command(
         with usage_errors():
             report = evaluate_folder(
                 hr_dir, pipe, limit=limit, scale=scale, steps=steps, sampler=sampler, samples=samples, seed=seed,
-                strength=strength, init=init, baselines=names, save_dir=save_dir, tile=tile, on_image=on_image, on_step=on_step,
+                strength=strength, init=init, consistency=consistency, baselines=names, save_dir=save_dir, tile=tile, on_image=on_image, on_step=on_step,
             )
         progress.update(images_task, completed=len(report.images) + len(report.failed))
     report.settings["threads"] = torch.get_num_threads()

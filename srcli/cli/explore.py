@@ -13,10 +13,10 @@ from rich.console import Console
 from .. import explore
 from ..explore import DIVERSE_STRENGTH
 from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
-from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_init, check_sampler, check_scale, check_steps, check_strength
+from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
+    EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
     progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
@@ -94,11 +94,12 @@ def _write(path: Path, image: np.ndarray) -> None:
         fail(str(exc), EXIT_SOME_FAILED)
 
 
-def _check_common(steps: int, sampler: str, scale: Optional[float]) -> None:
+def _check_common(steps: int, sampler: str, scale: Optional[float], consistency: Optional[int] = None) -> None:
     """What can be checked before the weights load (T and the default scale come with them)."""
     with usage_errors():
         check_steps(steps)
         check_sampler(sampler)
+        check_consistency(consistency)
         if scale is not None:
             check_scale(scale)
 
@@ -159,13 +160,14 @@ def sample_diverse_command(
     temperature: TemperatureOpt = 1.0,
     strength: Annotated[float, typer.Option("--strength", help="As in srcli upscale (0 < F <= 1), but 1 by default: the full sampler.")] = DIVERSE_STRENGTH,
     init: InitOpt = None,
+    consistency: ConsistencyOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale)
+    _check_common(steps, sampler, scale, consistency)
     with usage_errors():
         check_strength(strength)
         init = check_init(init)
@@ -182,7 +184,7 @@ def sample_diverse_command(
     with progress_bar() as progress, usage_errors():
         result = explore.sample_diverse(
             pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress), strength=strength, init=init,
+            callback=_stage_progress(progress), strength=strength, init=init, consistency=consistency,
         )
     for s, sample in zip(result.seeds, result.samples):
         _write(paths[s], sample)
@@ -219,13 +221,14 @@ def interpolate_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_interp/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
+    consistency: ConsistencyOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale)
+    _check_common(steps, sampler, scale, consistency)
     if t < 0:
         fail(f"t must be in [0, T] (the model's T), got {t}")
     with usage_errors():
@@ -251,7 +254,7 @@ def interpolate_command(
         result = explore.latent_interpolation(
             pipe, image, t=t, lambdas=lams, seeds=None if seed_pair is None else tuple(seed_pair), pair=images_pair,
             scale=None if pair else scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress),
+            callback=_stage_progress(progress), consistency=consistency,
         )
     for path, img in zip(paths, result.images):
         _write(path, img)

@@ -14,12 +14,12 @@ from ..fsutil import remove_stale_temps
 from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, image_size, is_complete_image, output_format, read_image, write_image
 from ..ops import scaled_size
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, SRPipeline, UsageError, check_init, check_sampler, check_scale, check_steps, check_strength,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, SRPipeline, UsageError, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength,
     check_tile, check_tile_batch, resolve_device, resolve_precision,
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, DeviceOpt, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
+    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, ConsistencyOpt, DeviceOpt, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
     emit_json, err_console, error, expand_inputs, plain, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
     usage_errors, warn,
 )
@@ -178,6 +178,7 @@ def upscale_command(
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, respaced) or ddim.")] = DEFAULT_SAMPLER,
     strength: StrengthOpt = None,
     init: InitOpt = None,
+    consistency: ConsistencyOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
     json_output: JsonOpt = False,
@@ -191,6 +192,7 @@ def upscale_command(
         check_sampler(sampler)
         strength = check_strength(strength)
         init = check_init(init)
+        check_consistency(consistency)
         resolve_precision(precision, resolve_device(device))
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
@@ -207,7 +209,7 @@ def upscale_command(
         if steps > pipe.schedule.T:
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
             steps = pipe.schedule.T
-        stages = pipe.stages(scale, steps, strength, init)  # a fixed-scale checkpoint refuses other scales here
+        stages = pipe.stages(scale, steps, strength, init, consistency)  # a fixed-scale checkpoint refuses other scales here
     note(pipe.plan_note(scale, stages))
     if earlier:
         names = ", ".join(str(p) for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
@@ -223,6 +225,7 @@ def upscale_command(
     counts = {"ok": 0, "skipped": 0}
     settings = {
         "scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength, "init": init,
+        "consistency": stages[0].consistency,
         "stages": [asdict(s) for s in stages],
     }
     with progress_bar() as progress:
@@ -273,7 +276,7 @@ def _process(
             return {**record, "status": "skipped", "height": out_size[0], "width": out_size[1]}
         result = pipe.upscale_image(
             image, settings["scale"], settings["steps"], settings["seed"], settings["sampler"],
-            strength=settings["strength"], init=settings["init"], callback=on_step, tile=tile, tile_batch=tile_batch,
+            strength=settings["strength"], init=settings["init"], consistency=settings["consistency"], callback=on_step, tile=tile, tile_batch=tile_batch,
         )
         written = write_image(dst, result)
     except (ImageReadError, ImageWriteError) as exc:
