@@ -3,6 +3,8 @@ and tiled output that agrees with untiled output."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from srcli.imageio import ImageData
 from srcli.nets import ModelConfig
 from srcli.ops import array_to_tensor, resize, tensor_to_uint8
 from srcli.pipeline import SRPipeline, UsageError
-from srcli.tiling import auto_tile, field_noise, plan_axis, plan_tiles, tiled_upscale
+from srcli.tiling import _GOLDEN, _mix64, auto_tile, field_noise, mix_seed, plan_axis, plan_tiles, tiled_upscale
 
 
 def smooth_image(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -45,9 +47,47 @@ def test_field_noise_steps_and_seeds_differ_and_are_standard_normal():
     a, b, c = field_noise([1])(0, like), field_noise([1])(1, like), field_noise([2])(0, like)
     assert not torch.equal(a, b) and not torch.equal(a, c)
     assert abs(float(a.mean())) < 0.03 and abs(float(a.std()) - 1) < 0.03
-    # neighbouring blocks are not copies of each other
+    # neighbouring runs are not copies of each other
     assert not torch.equal(a[..., :64, :64], a[..., :64, 64:])
     assert field_noise([1])(0, like.to(torch.float64)).dtype == torch.float64
+
+
+def _lowbias32(x: int) -> int:
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B), (16, 1)):
+        x = ((x ^ (x >> shift)) * factor) & 0xFFFFFFFF
+    return x
+
+
+def reference_noise(seed: int, k: int, c: int, y: int, x: int) -> float:
+    """The documented noise field, pixel by pixel, in Python integers and float64."""
+    row = _mix64((((c << 21) | y) * _GOLDEN + mix_seed(seed, k)) & ((1 << 64) - 1))
+    first = x - x % 64 + x % 32
+    h1 = _lowbias32((first * 0x9E3779B9 + (row & 0xFFFFFFFF)) & 0xFFFFFFFF)
+    h2 = _lowbias32(h1 ^ (row >> 32))
+    radius = math.sqrt(-2 * math.log(((h1 >> 8) + 1) * 2.0**-24))
+    angle = 2 * math.pi * (h2 >> 8) * 2.0**-24
+    return radius * (math.cos(angle) if x % 64 < 32 else math.sin(angle))
+
+
+def test_field_noise_is_the_documented_counter_hash(monkeypatch):
+    def no_generators(*args, **kwargs):
+        raise AssertionError("the noise field must not use a torch generator")
+
+    monkeypatch.setattr(torch, "Generator", no_generators)
+    monkeypatch.setattr(torch, "randn", no_generators)
+    field = field_noise([11], [(1000, 2000)])(4, torch.empty(1, 3, 40, 90))
+    for c, y, x in ((0, 0, 0), (1, 7, 31), (2, 39, 32), (0, 20, 63), (1, 3, 64), (2, 12, 89)):
+        assert float(field[0, c, y, x]) == pytest.approx(reference_noise(11, 4, c, 1000 + y, 2000 + x), abs=2e-5)
+
+
+def test_field_noise_has_no_visible_structure():
+    f = field_noise([3])(0, torch.empty(1, 3, 256, 256))[0].double()
+    assert abs(float((f**4).mean()) - 3) < 0.1  # Gaussian kurtosis
+    assert float(f.abs().max()) < 6.5
+    for dy, dx in ((0, 1), (1, 0), (0, 32), (1, 1)):  # neighbours and Box-Muller partners
+        a, b = f[:, : 256 - dy, : 256 - dx].flatten(), f[:, dy:, dx:].flatten()
+        assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.01
+    assert abs(float(torch.corrcoef(torch.stack([f[0].flatten(), f[1].flatten()]))[0, 1])) < 0.01
 
 
 def test_field_noise_checks_batch():
