@@ -278,6 +278,8 @@ def official_to_srcli(ckpt_path: str | Path) -> tuple[SRDiffModel, NoiseSchedule
         # the authors' data pipeline makes up(x_L) from the 8-bit LR / 256 with MATLAB-style imresize:
         # the model predicts residuals relative to that image, so srcli reproduces it (engine.LR_UPSAMPLERS)
         "lr_upsample": "matlab-div256",
+        # their sampler runs the U-Net on the image alone, without srcli's mirrored margin
+        "unet_margin": 0,
     }
     return model.eval(), schedule, info
 

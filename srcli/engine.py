@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 
 from .diffusion import EpsFn, NoiseFn, NoiseSchedule, StepCallback, reverse_process
-from .nets import SRDiffModel
+from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
 from .ops import matlab_resize, resize
 
 
@@ -85,10 +85,16 @@ class Conditioned:
     condition and trunk features are in the networks' dtype."""
 
     def __init__(
-        self, model: SRDiffModel, x_lr: torch.Tensor, out_size: tuple[int, int], lr_upsample: str = DEFAULT_LR_UPSAMPLE
+        self,
+        model: SRDiffModel,
+        x_lr: torch.Tensor,
+        out_size: tuple[int, int],
+        lr_upsample: str = DEFAULT_LR_UPSAMPLE,
+        unet_margin: int = DEFAULT_UNET_MARGIN,
     ):
         model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         self.model = model
+        self.unet_margin = unet_margin  # mirrored px around every U-Net call (``UNet.forward``)
         self.rescale = model.config.res_rescale
         self.x_lr = x_lr = x_lr.float()
         self.x_up = upsample_lr(x_lr, out_size, lr_upsample)
@@ -116,7 +122,7 @@ class Conditioned:
         if self.cond_hr.shape[0] != 1:
             raise ValueError("expand() needs a condition of batch size 1")
         other = object.__new__(Conditioned)
-        other.model, other.rescale = self.model, self.rescale
+        other.model, other.rescale, other.unet_margin = self.model, self.rescale, self.unet_margin
         other.x_lr = self.x_lr.expand(n, -1, -1, -1)
         other.trunk = self.trunk.expand(n, -1, -1, -1)
         other.x_up = self.x_up.expand(n, -1, -1, -1)
@@ -125,10 +131,10 @@ class Conditioned:
         return other
 
     def eps_fn(self) -> EpsFn:
-        unet, cond, scale = self.model.denoise_fn, self.cond_hr, self.scale
+        unet, cond, scale, margin = self.model.denoise_fn, self.cond_hr, self.scale, self.unet_margin
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return unet(x_t, t, cond, scale)  # the U-Net casts x_t to its dtype, returns float32
+            return unet(x_t, t, cond, scale, margin)  # the U-Net casts x_t to its dtype, returns float32
 
         return eps
 

@@ -304,18 +304,26 @@ class UNet(nn.Module):
         return emb
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, cond_hr: torch.Tensor, scale: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond_hr: torch.Tensor,
+        scale: Optional[torch.Tensor] = None,
+        margin: int = 0,
     ) -> torch.Tensor:
         """Predict the noise in ``x`` (B,3,H,W) at 0-based timestep ``t`` (B,), as float32 whatever the
-        weights' dtype.  Sizes that are not a multiple of 2**(levels-1) are padded by edge
-        replication and cropped back."""
+        weights' dtype.  ``margin`` px of mirrored input are added on every side and cropped off the
+        output: the network then never works at the image's own edge, where its stride-2 layers see
+        the last row and column less often than the others and the trained model leaves up to 50
+        grey levels of noise behind (``DEFAULT_UNET_MARGIN``).  Sizes that are not a multiple of
+        2**(levels-1) are mirrored further at the bottom/right and cropped back."""
         x, cond_hr = x.to(self.dtype), cond_hr.to(self.dtype)
         h_in, w_in = x.shape[-2:]
         m = self.size_multiple
-        pad_h, pad_w = (-h_in) % m, (-w_in) % m
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            cond_hr = F.pad(cond_hr, (0, pad_w, 0, pad_h), mode="replicate")
+        pad_h, pad_w = (-(h_in + 2 * margin)) % m, (-(w_in + 2 * margin)) % m
+        if margin or pad_h or pad_w:
+            pads = (margin, margin + pad_w, margin, margin + pad_h)
+            x, cond_hr = mirror_pad(x, pads), mirror_pad(cond_hr, pads)
         emb = self.embed(t, scale)
         skips = []
         for i, (res1, res2, down) in enumerate(self.downs):
@@ -328,7 +336,20 @@ class UNet(nn.Module):
         for res1, res2, up in self.ups:
             x = torch.cat((x, skips.pop()), dim=1)
             x = up(res2(res1(x, emb), emb))
-        return self.final_conv(x)[..., :h_in, :w_in].float()
+        return self.final_conv(x)[..., margin : margin + h_in, margin : margin + w_in].float()
+
+
+def mirror_pad(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+    """``F.pad`` (left, right, top, bottom) with reflection, or edge replication where the input is
+    too small to mirror that far."""
+    h, w = x.shape[-2:]
+    fits = max(pads[0], pads[1]) < w and max(pads[2], pads[3]) < h
+    return F.pad(x, pads, mode="reflect" if fits else "replicate")
+
+
+# px of mirrored input around every U-Net call (see ``UNet.forward``); a checkpoint can set its own
+# in its ``info`` metadata (``unet_margin``: converted authors' checkpoints say 0, as their code runs)
+DEFAULT_UNET_MARGIN = 4
 
 
 class SRDiffModel(nn.Module):

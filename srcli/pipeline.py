@@ -34,7 +34,7 @@ from .checkpoint import load_checkpoint
 from .diffusion import NoiseFn, NoiseSchedule
 from .engine import DEFAULT_CONSISTENCY, DEFAULT_INIT, DEFAULT_LR_UPSAMPLE, INITS, LR_UPSAMPLERS, Conditioned, super_resolve
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
-from .nets import SRDiffModel
+from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
 from .ops import array_to_tensor, quantize, scaled_size
 from .weights import resolve_weights
 from .tiling import MIN_TILE, align_to_grid, auto_tile, field_noise, memory_budget, mix_seed, tiled_upscale
@@ -244,6 +244,7 @@ class SRPipeline:
         self.info = info or {}
         self.source = source
         self.lr_upsample = self.info.get("lr_upsample", DEFAULT_LR_UPSAMPLE)
+        self.unet_margin = int(self.info.get("unet_margin", DEFAULT_UNET_MARGIN))
         if self.lr_upsample not in LR_UPSAMPLERS:
             raise UsageError(f"{source or 'checkpoint'}: unknown lr_upsample {self.lr_upsample!r} in its metadata")
         # the weights in the chosen dtype (not autocast): the networks cast their inputs to it and
@@ -362,7 +363,7 @@ class SRPipeline:
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
         with self.inference():
-            return Conditioned(self.model, x_lr, out_size, self.lr_upsample)
+            return Conditioned(self.model, x_lr, out_size, self.lr_upsample, self.unet_margin)
 
     def sr_tensor(
         self,
@@ -542,6 +543,7 @@ class SRPipeline:
             "channels_last": self.channels_last,
             "timesteps": self.schedule.T,
             "lr_upsample": self.lr_upsample,
+            "unet_margin": self.unet_margin,
             "default_consistency": self.default_consistency,
         }
 

@@ -257,11 +257,11 @@ class GridAligned(Conditioned):
         return torch.cat([F.pad(x[i : i + 1], (lf, rt, tp, bt), mode="replicate") for i, (tp, bt, lf, rt) in enumerate(self.pads)])
 
     def eps_fn(self) -> EpsFn:
-        unet, cond, scale = self.model.denoise_fn, self.cond_hr, self.scale
+        unet, cond, scale, margin = self.model.denoise_fn, self.cond_hr, self.scale, self.unet_margin
 
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             h, w = x_t.shape[-2:]
-            out = unet(self._pad(x_t), t, cond, scale)
+            out = unet(self._pad(x_t), t, cond, scale, margin)
             return torch.cat([out[i : i + 1, :, tp : tp + h, lf : lf + w] for i, (tp, _, lf, _) in enumerate(self.pads)])
 
         return eps
