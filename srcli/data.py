@@ -1,6 +1,7 @@
 """Training data: random HR patches with LR made on the fly, and the reproducible data recipe.
 
-The degradation is the protocol's (Pillow bicubic with antialiasing on 8-bit RGB, DESIGN.md 4).
+The degradation is the protocol's (Pillow bicubic with antialiasing on 8-bit RGB, docs/protocol.md)
+or, with ``degradation="real"``, the second-order real-world model of :mod:`srcli.degrade`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ import torch
 from PIL import Image
 
 from .imageio import ImageReadError, list_images, load_rgb8
+from .degrade import degrade_real
 from .metrics import degrade
 from .ops import uint8_to_tensor
+
+
+DEGRADATIONS = ("bicubic", "real")
 
 
 @dataclass
@@ -46,7 +51,11 @@ class PatchSampler:
         seed: int = 0,
         min_std: float = 4.0,
         log=print,
+        degradation: str = "bicubic",
     ):
+        if degradation not in DEGRADATIONS:
+            raise ValueError(f"degradation {degradation!r}: expected one of {', '.join(DEGRADATIONS)}")
+        self.degradation = degradation
         self.images: list[np.ndarray] = []
         self.names: list[str] = []
         for path in list_images(folder):
@@ -63,8 +72,10 @@ class PatchSampler:
             self.names.append(path.name)
         if not self.images:
             raise ValueError(f"{folder}: no usable training images (need at least {patch}x{patch} pixels)")
-        areas = np.array([im.shape[0] * im.shape[1] for im in self.images], dtype=np.float64)
-        self.weights = areas / areas.sum()
+        # draw images in proportion to the square root of their area: by area, the 15-megapixel
+        # wallpapers would drown the half-megapixel photos that bring people, streets and objects
+        sides = np.sqrt([im.shape[0] * im.shape[1] for im in self.images])
+        self.weights = sides / sides.sum()
         self.patch = patch
         self.scales = (float(scales[0]), float(scales[1]))
         self.min_std = min_std
@@ -99,8 +110,14 @@ class PatchSampler:
         for _ in range(batch_size):
             hr = self._crop(hr_size)
             hrs.append(uint8_to_tensor(hr))
-            lrs.append(uint8_to_tensor(degrade(hr, (lr_size, lr_size))))
+            lrs.append(uint8_to_tensor(self.degrade(hr, (lr_size, lr_size))))
         return Batch(torch.cat(hrs), torch.cat(lrs), hr_size / lr_size)
+
+    def degrade(self, hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
+        """HR patch -> LR patch; the real-world model draws from the sampler's generator (exact resume)."""
+        if self.degradation == "real":
+            return degrade_real(hr, lr_size, self.rng)
+        return degrade(hr, lr_size)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
@@ -112,7 +129,14 @@ class PatchSampler:
 # ------------------------------------------------------------------------------------------------
 # The data recipe: photographs from Debian wallpaper packages, with a fixed validation split.
 
-PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers")
+PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "opencv-doc")
+# Which package holds a photo, by a path prefix of it.
+PACKAGE_OF_PREFIX = {
+    "usr/share/backgrounds/mate/": "mate-backgrounds",
+    "usr/share/wallpapers/": "plasma-workspace-wallpapers",
+    "usr/share/doc/opencv-doc/": "opencv-doc",
+}
+OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 # (package-relative glob of the largest file, name) of every photograph used; artwork is left out.
 PHOTOS = [
     *(f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
@@ -121,6 +145,13 @@ PHOTOS = [
     *(f"usr/share/wallpapers/{n}" for n in (
         "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
         "Kite", "OneStandsOut", "Path", "summer_1am")),
+    # OpenCV's sample photographs (training only): people, buildings, aerial views, fruit, fabric,
+    # circuit boards.  Small and JPEG-compressed themselves, but varied where the wallpapers are
+    # mostly nature; one view of each stereo or sequence pair, no renders, charts or paintings.
+    *(f"{OPENCV_DATA}/{n}" for n in (
+        "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg",
+        "butterfly.jpg", "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg",
+        "messi5.jpg", "orange.jpg", "rubberwhale1.png", "squirrel_cls.jpg")),
 ]
 VALIDATION = {"Storm", "YellowFlower", "EveningGlow", "Grey", "Path"}
 VAL_CROP = 256

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .data import textured_crops
+from .data import DEGRADATIONS, textured_crops
+from .degrade import degrade_real
 from .imageio import ImageReadError, list_images, load_rgb8
-from .metrics import border_for, degrade, diversity_sigma, lr_psnr, psnr_y, ssim_y
+from .metrics import block_grid, border_for, degrade, diversity_sigma, lr_psnr, psnr_y, ssim_y
 from .ops import tensor_to_uint8
 from .pipeline import (
     DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_tile,
@@ -58,6 +60,7 @@ class Scores:
     lr_psnr: float
     seconds: float
     sigma: Optional[float] = None
+    block_grid: Optional[float] = None  # JPEG grid visibility (metrics.block_grid), degraded protocol only
 
 
 @dataclass
@@ -93,6 +96,7 @@ class EvalReport:
                 lr_psnr=float(np.mean([r.lr_psnr for r in rows])),
                 seconds=float(np.mean([r.seconds for r in rows])),
                 sigma=float(np.mean(sigmas)) if sigmas else None,
+                block_grid=_mean_or_none([r.block_grid for r in rows]),
             )
         return out
 
@@ -107,6 +111,11 @@ class EvalReport:
                 "failed": [{"name": n, "error": e} for n, e in self.failed],
             }
         )
+
+
+def _mean_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _finite(value: Any) -> Any:
@@ -130,17 +139,25 @@ def check_baselines(names: Sequence[str], pipeline_loaded: bool = True) -> tuple
     return out
 
 
-def protocol_pair(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(HR cropped top-left to round(LR size * scale), LR = protocol degradation of it).
+def protocol_pair(
+    hr: np.ndarray, scale: float, degradation: str = "bicubic", degradation_seed: int = 0, name: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(HR cropped top-left to round(LR size * scale), LR = the degradation of it).
 
     The LR size is floor(HR size / scale); for integer scales this crops HR to a multiple of the
-    scale.  Raises ValueError when the image is too small for the scale and the metrics' border."""
+    scale.  ``degradation`` "bicubic" is the clean protocol (Pillow bicubic); "real" is the
+    real-world model of :mod:`srcli.degrade`, seeded by ``degradation_seed`` and the image's
+    ``name``, so every image gets its own degradation and the same one on every run.
+    Raises ValueError when the image is too small for the scale and the metrics' border."""
     h, w = hr.shape[:2]
     lr_h, lr_w = math.floor(h / scale + 1e-9), math.floor(w / scale + 1e-9)
     hr_h, hr_w = round(lr_h * scale), round(lr_w * scale)
     if lr_h < 1 or lr_w < 1 or min(hr_h, hr_w) - 2 * border_for(scale) < SSIM_WINDOW:
         raise ValueError(f"{w}x{h} is too small to evaluate at {scale:g}x")
     hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
+    if degradation == "real":
+        rng = np.random.default_rng([degradation_seed, zlib.crc32(name.encode())])
+        return hr, degrade_real(hr, (lr_w, lr_h), rng)
     return hr, degrade(hr, (lr_w, lr_h))
 
 
@@ -149,20 +166,25 @@ def interpolate(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarra
     return np.asarray(Image.fromarray(lr).resize(size, INTERPOLATION_BASELINES[method]))
 
 
-def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float) -> Scores:
+def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float, grid: bool = False) -> Scores:
+    """PSNR/SSIM-Y against the HR, LR-PSNR against the input; with ``grid`` the JPEG block-grid measure."""
     border = border_for(scale)
-    return Scores(psnr_y(sr, hr, border), ssim_y(sr, hr, border), lr_psnr(sr, lr), seconds)
+    return Scores(psnr_y(sr, hr, border), ssim_y(sr, hr, border), lr_psnr(sr, lr), seconds,
+                  block_grid=block_grid(sr, scale) if grid else None)
 
 
-def score_samples(samples: Sequence[np.ndarray], hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float) -> Scores:
+def score_samples(
+    samples: Sequence[np.ndarray], hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float, grid: bool = False
+) -> Scores:
     """Mean scores over the samples of one input, plus sigma when there are several."""
-    each = [score(s, hr, lr, scale, seconds) for s in samples]
+    each = [score(s, hr, lr, scale, seconds, grid) for s in samples]
     return Scores(
         psnr_y=float(np.mean([e.psnr_y for e in each])),
         ssim_y=float(np.mean([e.ssim_y for e in each])),
         lr_psnr=float(np.mean([e.lr_psnr for e in each])),
         seconds=seconds,
         sigma=diversity_sigma(samples) if len(samples) > 1 else None,
+        block_grid=_mean_or_none([e.block_grid for e in each]),
     )
 
 
@@ -212,6 +234,8 @@ def evaluate_images(
     baselines: Sequence[str] = DEFAULT_BASELINES,
     save_dir: Optional[str | Path] = None,
     tile: Optional[int] = None,
+    degradation: str = "bicubic",
+    degradation_seed: int = 0,
     on_image: Optional[Callable[[int, int, str], None]] = None,
     on_step: Optional[Callable[[int, int], None]] = None,
     on_output: Optional[Callable[[str, str, np.ndarray, np.ndarray], None]] = None,
@@ -225,6 +249,8 @@ def evaluate_images(
     A loader that raises ImageReadError, or an image too small for the scale, is recorded in
     ``report.failed`` and the others go on.  Bad arguments raise UsageError before any work."""
     scale = check_scale(scale)
+    if degradation not in DEGRADATIONS:
+        raise UsageError(f"degradation {degradation!r}: expected one of {', '.join(DEGRADATIONS)}")
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
     if pipeline is not None:
@@ -239,8 +265,12 @@ def evaluate_images(
         out_dir.mkdir(parents=True, exist_ok=True)
     settings: dict[str, Any] = {
         "scale": scale, "border": border_for(scale), "baselines": list(baselines),
-        "degradation": "Pillow bicubic on 8-bit RGB", "metrics_channel": "Y (BT.601)",
+        "degradation": "Pillow bicubic on 8-bit RGB" if degradation == "bicubic" else "real (srcli.degrade)",
+        "metrics_channel": "Y (BT.601)",
     }
+    if degradation == "real":
+        settings["degradation_seed"] = degradation_seed
+    grid = degradation == "real"
     if pipeline is not None:
         settings.update(
             steps=steps, sampler=sampler, samples=samples, seed=seed, strength=strength, init=stages[0].init, tile=tile,
@@ -253,7 +283,7 @@ def evaluate_images(
             on_image(index, len(images), name)
         try:
             hr_full = source() if callable(source) else source
-            hr, lr = protocol_pair(hr_full, scale)
+            hr, lr = protocol_pair(hr_full, scale, degradation, degradation_seed, name)
         except (ImageReadError, ValueError) as exc:
             report.failed.append((name, str(exc)))
             continue
@@ -266,7 +296,7 @@ def evaluate_images(
                 out = _encoder_output(pipeline, lr, (size[1], size[0]))
             else:
                 out = interpolate(lr, size, method)
-            result.scores[method] = score(out, hr, lr, scale, time.perf_counter() - start)
+            result.scores[method] = score(out, hr, lr, scale, time.perf_counter() - start, grid)
             outputs[method] = out
             if on_output is not None:
                 on_output(name, method, out, hr)
@@ -280,7 +310,7 @@ def evaluate_images(
                 srs.append(np.asarray(sr))
             if srs[0].shape != hr.shape:  # a broken invariant of protocol_pair / scaled_size, not user error
                 raise RuntimeError(f"{name}: srcli output {srs[0].shape} does not match the HR crop {hr.shape}")
-            result.scores[SRCLI] = score_samples(srs, hr, lr, scale, (time.perf_counter() - start) / samples)
+            result.scores[SRCLI] = score_samples(srs, hr, lr, scale, (time.perf_counter() - start) / samples, grid)
             if on_output is not None:
                 on_output(name, SRCLI, srs[0], hr)
             if out_dir is not None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -34,8 +35,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_bytes, load_checkpoint, read_metadata, save_checkpoint
 from .data import PatchSampler
+from .degrade import degrade_real
 from .diffusion import NoiseSchedule, training_loss
 from .engine import Conditioned, seeded_noise, super_resolve, to_residual
 from .imageio import list_images, load_rgb8
@@ -50,28 +52,78 @@ class TrainConfig:
     out: str
     val: Optional[str] = None
     state_dir: Optional[str] = None
-    encoder_steps: int = 20000
+    encoder_steps: int = 5000
     steps: int = 100000  # noise-predictor steps
     batch: int = 16
     patch: int = 64
     lr: float = 2e-4
-    lr_halve_every: int = 100000
+    lr_halve_every: int = 40000
     encoder_lr_halve_every: Optional[int] = None  # stage 1's own halving period (None: lr_halve_every)
     grad_clip: float = 10.0
     ema_decay: float = 0.999
     scales: tuple[float, float] = (2.0, 4.0)
     schedule: str = "cosine"
     seed: int = 0
-    save_every: int = 500
-    val_every: int = 2000
+    save_every: int = 250
+    val_every: int = 1000
     val_scale: float = 4.0
     val_steps: int = 20
     log_every: int = 50
+    degradation: str = "bicubic"  # how LR patches are made: the protocol's bicubic or "real" (srcli.degrade)
+    init_from: Optional[str] = None  # a checkpoint whose encoder and noise predictor a fine-tune starts from
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """The inverse of ``to_dict`` (JSON turns tuples into lists; unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "scales" in d:
+            d["scales"] = tuple(d["scales"])
+        if isinstance(d.get("model"), dict):
+            d["model"] = ModelConfig.from_json(json.dumps(d["model"]))
+        return cls(**d)
+
+
+# What a resumed run may change: how long and how fast it goes on.  The rest defines the run (its
+# data distribution, noise schedule, seed, architecture): changing it mid-run is a new run.
+RESUME_OVERRIDABLE = frozenset({
+    "data", "val", "encoder_steps", "steps", "batch", "lr", "lr_halve_every", "encoder_lr_halve_every",
+    "grad_clip", "ema_decay", "save_every", "val_every", "val_scale", "val_steps", "log_every",
+})
+
+
+def saved_config(state_path: Path, out: Path) -> Optional[TrainConfig]:
+    """The config a run was started with: from its resume state, else from its model file's
+    metadata; None when neither has one (a file from before configs were recorded)."""
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        return TrainConfig.from_dict(json.loads(state["config"]))
+    if out.is_file():
+        meta = read_metadata(out)
+        train = json.loads(meta.get("info", "{}")).get("train")
+        if isinstance(train, dict):
+            return TrainConfig.from_dict({**train, "model": json.loads(meta["config"])})
+    return None
+
+
+def merge_resumed(saved: TrainConfig, given: dict) -> tuple[TrainConfig, list[str]]:
+    """The saved config with the values given on the command line of a resume.  Returns the config
+    and one line per change; raises ValueError for a change to what defines the run."""
+    changes, updates = [], {}
+    for name, value in given.items():
+        old = getattr(saved, name)
+        if value == old:
+            continue
+        if name not in RESUME_OVERRIDABLE:
+            raise ValueError(f"--{name.replace('_', '-')} {value} differs from the run's {old}; "
+                             "resume without it, or start a new run with another --out")
+        changes.append(f"{name}: {old} -> {value} (given on resume)")
+        updates[name] = value
+    return dataclasses.replace(saved, **updates), changes
 
 def default_state_dir(out: str) -> Path:
     base = Path(os.environ.get("SRCLI_STATE_DIR", Path.home() / ".cache" / "srcli" / "train"))
@@ -136,7 +188,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = SRDiffModel(cfg.model).to(self.device)
         self.schedule = NoiseSchedule.named(cfg.schedule, cfg.model.timesteps)
-        self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed + 1000 * rank(), log=log)
+        self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed + 1000 * rank(), log=log,
+                                    degradation=cfg.degradation)
         self.done = {"encoder": 0, "diffusion": 0}  # steps taken in each stage
         self.ema = EMA(self.model.denoise_fn, cfg.ema_decay)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -175,6 +228,7 @@ class Trainer:
             "diffusion_steps_done": self.done["diffusion"],
             "train": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "state_dir")},
             "world_size": self.world,
+            "degradation": self.cfg.degradation,
         }
 
     def shipped_model(self) -> SRDiffModel:
@@ -257,6 +311,18 @@ class Trainer:
         self.model.rrdb.load_state_dict(source.rrdb.state_dict())
         self.done["encoder"] = int(info.get("encoder_steps_done", 0))
         return f"encoder from {path} ({self.done['encoder']} stage-1 steps done)"
+
+    def load_weights(self, path: str) -> str:
+        """Start a new run (a fine-tune) from all the weights of another checkpoint: encoder, noise
+        predictor and its EMA.  Both stage counters start at 0, so ``encoder_steps`` fine-tunes the
+        encoder first, then ``steps`` the noise predictor.  The architecture must match."""
+        source, _, info = load_checkpoint(path, self.device)
+        if source.config != self.cfg.model:
+            raise ValueError(f"{path}: its model config differs from this run's")
+        self.model.load_state_dict(source.state_dict())
+        self.ema.shadow.load_state_dict(source.denoise_fn.state_dict())
+        done = int(info.get("encoder_steps_done", 0)) + int(info.get("diffusion_steps_done", 0))
+        return f"fine-tuning the weights of {path} ({done} steps trained before)"
 
     # -- training --------------------------------------------------------------------------------
     def _wrap(self, module: nn.Module) -> nn.Module:
@@ -358,6 +424,13 @@ class Trainer:
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def val_lr(self, hr: np.ndarray, lr_size: tuple[int, int], index: int) -> np.ndarray:
+        """The LR of validation image ``index``: the same every time (the real-world degradation is
+        seeded by the image's index), so validation numbers of one run compare."""
+        if self.cfg.degradation == "real":
+            return degrade_real(hr, lr_size, np.random.default_rng(index))
+        return degrade(hr, lr_size)
+
     @torch.no_grad()
     def validate(self, n_images: Optional[int] = None) -> dict:
         """Y-PSNR/SSIM and LR-PSNR of the encoder, of diffusion samples and of bicubic at val_scale."""
@@ -370,7 +443,7 @@ class Trainer:
             h, w = hr.shape[:2]
             lr_h, lr_w = round(h / scale), round(w / scale)
             hr = hr[: round(lr_h * scale), : round(lr_w * scale)]
-            lr = degrade(hr, (lr_w, lr_h))
+            lr = self.val_lr(hr, (lr_w, lr_h), i)
             x_lr = uint8_to_tensor(lr).to(self.device)
             size = tuple(hr.shape[:2])
             outs = {

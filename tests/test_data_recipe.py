@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from srcli.data import PACKAGES, PHOTOS, VALIDATION, prepare_dataset, textured_crops
+from srcli.data import PACKAGE_OF_PREFIX, PACKAGES, PHOTOS, VALIDATION, prepare_dataset, textured_crops
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from strength_sweep import FIDELITY_FLOOR_DB, suggest  # noqa: E402
@@ -39,11 +39,11 @@ def test_textured_crops_disjoint_and_stable_as_count_grows():
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 def test_prepare_dataset_splits_from_stand_in_packages(tmp_path):
-    # where each photo lives, by package: mate's nature/ folder, plasma's wallpaper packages
+    # where each photo lives, by package: mate's nature/ folder, plasma's wallpaper packages, opencv-doc
     roots = {pkg: tmp_path / pkg for pkg in PACKAGES}
     for i, rel in enumerate(PHOTOS):
-        root = roots["mate-backgrounds"] if "backgrounds/mate" in rel else roots["plasma-workspace-wallpapers"]
-        if rel.endswith(".jpg"):
+        root = next(roots[pkg] for prefix, pkg in PACKAGE_OF_PREFIX.items() if rel.startswith(prefix))
+        if rel.endswith((".jpg", ".png")):
             target = root / rel
         else:  # a plasma wallpaper package: the largest of its images is the photo
             target = root / rel / "contents" / "images" / "1024x768.jpg"

@@ -217,3 +217,41 @@ def test_a_new_run_starts_from_another_checkpoints_encoder(photo_dir, tmp_path):
     assert missing.exit_code == 2 and "no such file" in missing.output
     resumed = runner.invoke(app, [*args, "--out", str(wide), "--resume", "--encoder-from", str(first)])
     assert resumed.exit_code == 2 and "new run" in resumed.output
+
+
+def test_resume_restores_the_runs_config(photo_dir, tmp_path):
+    # a run at scale 3 with 2 encoder steps; resuming without --scale must keep training at 3x
+    out = tmp_path / "w.safetensors"
+    state = tmp_path / "state"
+    base = ["train", "--data", str(photo_dir / "train"), "--out", str(out), "--state-dir", str(state), *TINY_FLAGS,
+            "--save-every", "1", "--val-every", "1000"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*base, "--scale", "3", "--encoder-steps", "2", "--steps", "0"])
+    assert first.exit_code == 0, first.output
+    more = runner.invoke(app, ["train", "--data", str(photo_dir / "train"), "--out", str(out), "--state-dir", str(state),
+                               "--resume", "--steps", "1"])
+    assert more.exit_code == 0, more.output
+    assert "steps: 0 -> 1 (given on resume)" in more.output
+    _, _, info = load_checkpoint(out)
+    assert info["train"]["scales"] == [3.0, 3.0] and info["diffusion_steps_done"] == 1
+    assert info["train"]["batch"] == 2 and info["train"]["patch"] == 24  # flags not repeated: the run's own
+    for flag in (["--scale", "2-4"], ["--degradation", "real"], ["--unet-dim", "16"], ["--seed", "9"]):
+        changed = runner.invoke(app, [*base, "--resume", *flag])
+        assert changed.exit_code == 2, (flag, changed.output)
+        assert "differs from the run's" in changed.output
+    # without the state, the model file's metadata carries the config
+    (state / "state.pt").unlink()
+    alone = runner.invoke(app, ["train", "--data", str(photo_dir / "train"), "--out", str(out), "--state-dir", str(state),
+                                "--resume", "--steps", "2"])
+    assert alone.exit_code == 0, alone.output
+    assert load_checkpoint(out)[2]["train"]["scales"] == [3.0, 3.0]
+
+
+def test_cli_and_library_share_training_defaults():
+    from srcli.cli.train import train_command
+    import inspect
+
+    defaults = TrainConfig(data="", out="")
+    params = inspect.signature(train_command).parameters
+    for name in ("encoder_steps", "steps", "batch", "patch", "lr", "lr_halve_every", "save_every", "val_every", "degradation"):
+        assert params[name].default == getattr(defaults, name), name

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..data import DEGRADATIONS
 from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, evaluate_folder
 from ..pipeline import (
     DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
@@ -39,6 +40,8 @@ Examples:
 
   srcli eval photos/ --scale 2.5 --limit 5 --json > report.json
 
+  srcli eval data/val --scale 4 --degradation real --degradation-seed 0   # photos as they arrive: blur, noise, JPEG
+
 Exit codes: 0 success, 1 some images could not be evaluated, 2 usage error.
 """)
 
@@ -49,13 +52,13 @@ def _fmt(value: Optional[float], digits: int) -> str:
     return "inf" if value == float("inf") else f"{value:.{digits}f}"
 
 
-def _add_rows(table: Table, label: str, scores: dict[str, Scores], bold: bool = False) -> None:
+def _add_rows(table: Table, label: str, scores: dict[str, Scores], bold: bool = False, grid: bool = False) -> None:
     for i, (method, s) in enumerate(scores.items()):
         style = "bold" if bold else ("cyan" if method == SRCLI else None)
-        table.add_row(
-            plain(label) if i == 0 else "", method, _fmt(s.psnr_y, 2), _fmt(s.ssim_y, 4), _fmt(s.lr_psnr, 2),
-            _fmt(s.sigma, 2), _fmt(s.seconds, 3), style=style,
-        )
+        cells = [plain(label) if i == 0 else "", method, _fmt(s.psnr_y, 2), _fmt(s.ssim_y, 4), _fmt(s.lr_psnr, 2), _fmt(s.sigma, 2)]
+        if grid:
+            cells.append(_fmt(s.block_grid, 2))
+        table.add_row(*cells, _fmt(s.seconds, 3), style=style)
 
 
 def render_table(report: EvalReport) -> Table:
@@ -66,15 +69,23 @@ def render_table(report: EvalReport) -> Table:
         title += ", strength " + " then ".join(f"{s['strength']:g}" for s in st["stages"])
         if any(s["strength"] < 1 for s in st["stages"]):
             title += f" from {st['stages'][0]['init']}"
-    table = Table(title=title, caption=f"PSNR/SSIM on Y, border {st['border']}px; time in s per image")
-    for name, justify in (("image", "left"), ("method", "left"), ("PSNR-Y", "right"), ("SSIM-Y", "right"),
-                          ("LR-PSNR", "right"), ("sigma", "right"), ("s/img", "right")):
-        table.add_column(name, justify=justify)
+    grid = "degradation_seed" in st
+    if grid:
+        title += f"; real-world degradation, seed {st['degradation_seed']}"
+    caption = f"PSNR/SSIM on Y against the clean HR, border {st['border']}px; time in s per image"
+    if grid:
+        caption += "; grid: JPEG block grid visibility (1.0 = none)"
+    table = Table(title=title, caption=caption)
+    columns = ["PSNR-Y", "SSIM-Y", "LR-PSNR", "sigma"] + (["grid"] if grid else []) + ["s/img"]
+    table.add_column("image", justify="left")
+    table.add_column("method", justify="left")
+    for name in columns:
+        table.add_column(name, justify="right")
     for image in report.images:
-        _add_rows(table, image.name, image.scores)
+        _add_rows(table, image.name, image.scores, grid=grid)
         table.add_section()
     if report.images:
-        _add_rows(table, f"mean ({len(report.images)})", report.mean(), bold=True)
+        _add_rows(table, f"mean ({len(report.images)})", report.mean(), bold=True, grid=grid)
     return table
 
 
@@ -96,6 +107,8 @@ def eval_command(
     consistency: ConsistencyOpt = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
+    degradation: Annotated[str, typer.Option("--degradation", help="How the LR inputs are made: bicubic (the clean protocol) or real (blur, resize, noise, JPEG: srcli.degrade; scored against the clean HR, with a JPEG block-grid measure).")] = "bicubic",
+    degradation_seed: Annotated[int, typer.Option("--degradation-seed", help="Seed of the real-world degradation (with each image's name).")] = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
@@ -116,6 +129,8 @@ def eval_command(
         if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
             fail(f"--save-dir {save_dir}: exists and is not a folder")
         names = check_baselines(baselines.split(","))
+        if degradation not in DEGRADATIONS:
+            fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
         note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init, consistency)))
 
@@ -132,7 +147,8 @@ def eval_command(
         with usage_errors():
             report = evaluate_folder(
                 hr_dir, pipe, limit=limit, scale=scale, steps=steps, sampler=sampler, samples=samples, seed=seed,
-                strength=strength, init=init, consistency=consistency, baselines=names, save_dir=save_dir, tile=tile, on_image=on_image, on_step=on_step,
+                strength=strength, init=init, consistency=consistency, baselines=names, save_dir=save_dir, tile=tile,
+                on_image=on_image, on_step=on_step, degradation=degradation, degradation_seed=degradation_seed,
             )
         progress.update(images_task, completed=len(report.images) + len(report.failed))
     report.settings["threads"] = torch.get_num_threads()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -11,10 +12,14 @@ import torch
 import typer
 
 from ..checkpoint import CheckpointError, read_metadata
+from ..data import DEGRADATIONS
 from ..nets import ModelConfig
-from ..train import TrainConfig, Trainer, default_state_dir, rank, setup_distributed
+from ..train import TrainConfig, Trainer, default_state_dir, merge_resumed, rank, saved_config, setup_distributed
 from .app import app
 from .common import EXIT_USAGE, err_console, fail, progress_bar, reflow
+
+DEFAULTS = TrainConfig(data="", out="")  # the one source of training defaults
+MODEL_DEFAULTS = DEFAULTS.model
 
 HELP = reflow("""Train a scale-free SRDiff model on a folder of HR images (LR made on the fly).
 
@@ -33,6 +38,8 @@ Examples:
   srcli train ... --resume --encoder-steps 6000 --encoder-lr-halve-every 1000   # more stage 1, then on
 
   srcli train ... --out weights/wide.safetensors --unet-dim 48 --encoder-from weights/mine.safetensors   # new U-Net, same encoder
+
+  srcli train --data data/train --val data/val --out weights/real.safetensors --degradation real --init-from weights/srcli-x2-4-c32.safetensors --encoder-steps 3000   # real-world fine-tune
 
   torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
 
@@ -61,36 +68,59 @@ def _parse_mults(text: str) -> tuple[int, ...]:
     return mults
 
 
+# command-line parameters -> the TrainConfig field they set (model-architecture flags are compared
+# through the config's model; they cannot change on resume)
+_PARAM_FIELDS = {
+    "data": "data", "val": "val", "scale": "scales", "encoder_steps": "encoder_steps", "steps": "steps",
+    "batch": "batch", "patch": "patch", "lr": "lr", "lr_halve_every": "lr_halve_every",
+    "encoder_lr_halve_every": "encoder_lr_halve_every", "ema_decay": "ema_decay", "grad_clip": "grad_clip",
+    "schedule": "schedule", "seed": "seed", "save_every": "save_every", "val_every": "val_every",
+    "val_steps": "val_steps", "degradation": "degradation",
+    **dict.fromkeys(("unet_dim", "unet_mults", "rrdb_blocks", "rrdb_nf", "rrdb_gc", "timesteps"), "model"),
+}
+
+
+def _given_fields(ctx: typer.Context) -> set[str]:
+    """TrainConfig fields whose flags were given on this command line (not left at their default)."""
+    return {field for param, field in _PARAM_FIELDS.items()
+            if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"}
+
+
 @app.command("train", help=HELP)
 def train_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", help="Folder of HR training images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="The model file to write (safetensors, EMA weights, fp16).")],
     val: Annotated[Optional[Path], typer.Option("--val", help="Folder of HR validation images (fixed split).")] = None,
     scale: Annotated[str, typer.Option("--scale", help="Training scale or range, e.g. 4 or 2-4 (one per batch).")] = "2-4",
-    encoder_steps: Annotated[int, typer.Option(help="Stage 1 steps (RRDB encoder, L1).")] = 5000,
-    steps: Annotated[int, typer.Option(help="Stage 2 steps (noise predictor, Algorithm 1).")] = 100000,
-    batch: Annotated[int, typer.Option(help="Patches per step (per process under torchrun).")] = 16,
-    patch: Annotated[int, typer.Option(help="HR patch size in pixels.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-4,
-    lr_halve_every: Annotated[int, typer.Option(help="Halve the learning rate every N steps of a stage.")] = 40000,
+    encoder_steps: Annotated[int, typer.Option(help="Stage 1 steps (RRDB encoder, L1).")] = DEFAULTS.encoder_steps,
+    steps: Annotated[int, typer.Option(help="Stage 2 steps (noise predictor, Algorithm 1).")] = DEFAULTS.steps,
+    batch: Annotated[int, typer.Option(help="Patches per step (per process under torchrun).")] = DEFAULTS.batch,
+    patch: Annotated[int, typer.Option(help="HR patch size in pixels.")] = DEFAULTS.patch,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DEFAULTS.lr,
+    lr_halve_every: Annotated[int, typer.Option(help="Halve the learning rate every N steps of a stage.")] = DEFAULTS.lr_halve_every,
     encoder_lr_halve_every: Annotated[Optional[int], typer.Option(help="Stage 1's own halving period (default: --lr-halve-every).")] = None,
-    ema_decay: Annotated[float, typer.Option(help="EMA decay of the noise predictor's weights.")] = 0.999,
-    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = 10.0,
-    unet_dim: Annotated[int, typer.Option(help="U-Net base width c (the paper: 64; measured best on CPUs: 32).")] = 32,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay of the noise predictor's weights.")] = DEFAULTS.ema_decay,
+    grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = DEFAULTS.grad_clip,
+    unet_dim: Annotated[int, typer.Option(help="U-Net base width c (the paper: 64; measured best on CPUs: 32).")] = MODEL_DEFAULTS.unet_dim,
     unet_mults: Annotated[str, typer.Option(help="U-Net channel multipliers.")] = "1,2,3,4",
-    rrdb_blocks: Annotated[int, typer.Option(help="RRDB blocks of the LR encoder.")] = 8,
-    rrdb_nf: Annotated[int, typer.Option(help="RRDB feature channels.")] = 32,
-    rrdb_gc: Annotated[int, typer.Option(help="RRDB growth channels.")] = 16,
-    timesteps: Annotated[int, typer.Option(help="Diffusion steps T.")] = 100,
-    schedule: Annotated[str, typer.Option(help="Noise schedule: cosine or linear.")] = "cosine",
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise.")] = 0,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (atomic).")] = 250,
-    val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 1000,
-    val_steps: Annotated[int, typer.Option(help="Sampling steps used in validation.")] = 20,
+    rrdb_blocks: Annotated[int, typer.Option(help="RRDB blocks of the LR encoder.")] = MODEL_DEFAULTS.rrdb_blocks,
+    rrdb_nf: Annotated[int, typer.Option(help="RRDB feature channels.")] = MODEL_DEFAULTS.rrdb_nf,
+    rrdb_gc: Annotated[int, typer.Option(help="RRDB growth channels.")] = MODEL_DEFAULTS.rrdb_gc,
+    timesteps: Annotated[int, typer.Option(help="Diffusion steps T.")] = MODEL_DEFAULTS.timesteps,
+    schedule: Annotated[str, typer.Option(help="Noise schedule: cosine or linear.")] = DEFAULTS.schedule,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise.")] = DEFAULTS.seed,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (atomic).")] = DEFAULTS.save_every,
+    val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = DEFAULTS.val_every,
+    val_steps: Annotated[int, typer.Option(help="Sampling steps used in validation.")] = DEFAULTS.val_steps,
     resume: Annotated[bool, typer.Option("--resume", help="Continue: exactly from the state, or from --out alone.")] = False,
     state_dir: Annotated[Optional[Path], typer.Option(help="Where the full resume state lives.")] = None,
     encoder_from: Annotated[
         Optional[Path], typer.Option(help="Start a new run from the trained RRDB encoder of this checkpoint (same encoder size); stage 1 goes on only up to --encoder-steps.")
+    ] = None,
+    degradation: Annotated[str, typer.Option(help="How LR patches are made: bicubic (the clean protocol) or real (blur, noise, JPEG: srcli.degrade).")] = DEFAULTS.degradation,
+    init_from: Annotated[
+        Optional[Path], typer.Option(help="Fine-tune: start a new run from all the weights (encoder and noise predictor) of this checkpoint, same architecture.")
     ] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this wall time.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (DDP: one process per device).")] = "cpu",
@@ -111,6 +141,12 @@ def train_command(
         fail("--batch must be >= 1 and --patch >= 16")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail("--device cuda: no CUDA device is available on this machine")
+    if degradation not in DEGRADATIONS:
+        fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
+    if init_from is not None and (resume or encoder_from is not None):
+        fail("--init-from starts a new run from a whole checkpoint; not with --resume or --encoder-from")
+    if init_from is not None and not init_from.is_file():
+        fail(f"--init-from {init_from}: no such file")
     if encoder_from is not None and resume:
         fail("--encoder-from starts a new run; a resumed run already has its encoder")
     if encoder_from is not None and not encoder_from.is_file():
@@ -123,25 +159,46 @@ def train_command(
         unet_dim=unet_dim, unet_mults=_parse_mults(unet_mults), rrdb_blocks=rrdb_blocks, rrdb_nf=rrdb_nf,
         rrdb_gc=rrdb_gc, timesteps=timesteps, train_scales=scales,
     )
-    if resume and out.exists():  # the file's own architecture wins over the command line's
+    if init_from is not None:  # a fine-tune keeps the architecture of the weights it starts from
         try:
-            model_cfg = ModelConfig.from_json(read_metadata(out)["config"])
+            model_cfg = ModelConfig.from_json(read_metadata(init_from)["config"])
         except (CheckpointError, KeyError, ValueError) as exc:
-            fail(f"--resume: cannot read the model config of {out} ({exc})")
-    if threads:
-        torch.set_num_threads(threads)
-    setup_distributed()
+            fail(f"--init-from: cannot read the model config of {init_from} ({exc})")
+        model_cfg = dataclasses.replace(model_cfg, train_scales=scales)
     cfg = TrainConfig(
         data=str(data), out=str(out), val=str(val) if val else None, state_dir=str(state),
         encoder_steps=encoder_steps, steps=steps, batch=batch, patch=patch, lr=lr, lr_halve_every=lr_halve_every,
         encoder_lr_halve_every=encoder_lr_halve_every,
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
+        degradation=degradation, init_from=str(init_from) if init_from else None,
     )
+    changes: list[str] = []
+    if resume:  # the run's own config wins; flags given now may only change how it goes on
+        try:
+            saved = saved_config(state / "state.pt", out)
+        except (CheckpointError, KeyError, ValueError, OSError, RuntimeError) as exc:
+            fail(f"--resume: cannot read the saved training config ({str(exc).splitlines()[0]})")
+        if saved is not None:
+            given = {name: getattr(cfg, name) for name in _given_fields(ctx)}
+            try:
+                cfg, changes = merge_resumed(dataclasses.replace(saved, out=cfg.out, state_dir=cfg.state_dir), given)
+            except ValueError as exc:
+                fail(str(exc))
+    if threads:
+        torch.set_num_threads(threads)
+    setup_distributed()
     log = (lambda msg: err_console.print(msg, markup=False, highlight=False, soft_wrap=True)) if rank() == 0 else (lambda msg: None)
     try:
         trainer = Trainer(cfg, log=log, device=device)
-        log(trainer.resume() if resume else trainer.load_encoder(str(encoder_from)) if encoder_from else "starting fresh")
+        if resume:
+            log(trainer.resume())
+            for line in changes:
+                log(line)
+        elif init_from:
+            log(trainer.load_weights(str(init_from)))
+        else:
+            log(trainer.load_encoder(str(encoder_from)) if encoder_from else "starting fresh")
     except (ValueError, CheckpointError) as exc:
         fail(str(exc), EXIT_USAGE)
     with progress_bar(enabled=rank() == 0 and err_console.is_terminal) as bar:
