@@ -9,7 +9,10 @@ naming the file and the reason.  Decompression bombs are refused by Pillow's own
 
 ``write_image`` picks the format from the suffix, stores the best the format can hold (16-bit
 grayscale in PNG/TIFF, alpha where the format has it, the ICC profile, JPEG/WebP quality 95) and
-writes atomically, so an interrupted run never leaves a half-written image.
+writes atomically, so an interrupted run never leaves a half-written image.  It can also store a
+short text ``note`` inside the file (``read_note`` gives it back): what ``srcli upscale`` uses to
+recognise an output made from the same input and settings (a PNG text chunk, the EXIF
+ImageDescription of JPEG/WebP/TIFF, a sidecar ``NAME.srcli`` file beside a BMP, which has no room).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from .fsutil import atomic_write_bytes
 
@@ -31,6 +34,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 QUALITY = 95  # JPEG and WebP
+NOTE_KEY = "srcli"  # the PNG text chunk's keyword
+_EXIF_DESCRIPTION = 0x010E  # ImageDescription: an ASCII field every EXIF reader shows
+_SIDECAR_SUFFIX = ".srcli"
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _GRAY16_FORMATS = {"PNG", "TIFF"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
@@ -251,13 +257,28 @@ def to_pil(data: ImageData, fmt: Optional[str] = None) -> tuple[Image.Image, lis
     return Image.fromarray(rgb, "RGB"), warnings
 
 
-def write_image(path: str | Path, data: ImageData, quality: int = QUALITY) -> list[str]:
-    """Write atomically in the format of the suffix; returns warnings.  Raises ``ImageWriteError``
-    (one line: unwritable directory, full disk, ...) or ``ValueError`` for an unknown suffix."""
+def sidecar_path(path: str | Path) -> Path:
+    """Where the note of a file whose format cannot hold one (BMP) is kept."""
+    path = Path(path)
+    return path.with_name(path.name + _SIDECAR_SUFFIX)
+
+
+def write_image(path: str | Path, data: ImageData, quality: int = QUALITY, note: Optional[str] = None) -> list[str]:
+    """Write atomically in the format of the suffix; returns warnings.  ``note`` (ASCII text) goes
+    into the file's metadata (see the module docstring).  Raises ``ImageWriteError`` (one line:
+    unwritable directory, full disk, ...) or ``ValueError`` for an unknown suffix."""
     path = Path(path)
     fmt = output_format(path)
     im, warnings = to_pil(data, fmt)
     params: dict = {}
+    if note is not None and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(NOTE_KEY, note)
+        params["pnginfo"] = info
+    elif note is not None and fmt in ("JPEG", "WEBP", "TIFF"):
+        exif = Image.Exif()
+        exif[_EXIF_DESCRIPTION] = note
+        params["exif"] = exif
     if data.icc_profile and fmt != "BMP":
         params["icc_profile"] = data.icc_profile
     if fmt == "JPEG":
@@ -278,7 +299,33 @@ def write_image(path: str | Path, data: ImageData, quality: int = QUALITY) -> li
         raise ImageWriteError(f"{path}: cannot write ({exc.strerror or _one_line(exc)})") from None
     except ValueError as exc:
         raise ImageWriteError(f"{path}: cannot write ({_one_line(exc)})") from None
+    sidecar = sidecar_path(path)
+    try:
+        if note is not None and fmt == "BMP":
+            atomic_write_bytes(sidecar, lambda tmp: Path(tmp).write_text(note + "\n"))
+        elif sidecar.exists():
+            sidecar.unlink()  # it described an earlier file of this name
+    except OSError as exc:
+        raise ImageWriteError(f"{sidecar}: cannot write ({exc.strerror or _one_line(exc)})") from None
     return warnings
+
+
+def read_note(path: str | Path) -> Optional[str]:
+    """The ``note`` that ``write_image`` stored in (or beside) ``path``; None when there is none or
+    the file cannot be read."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".bmp":
+            return sidecar_path(path).read_text().strip() if path.exists() else None
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                if im.format == "PNG":
+                    return im.text.get(NOTE_KEY)
+                value = im.getexif().get(_EXIF_DESCRIPTION)
+                return value if isinstance(value, str) else None
+    except Exception:  # unreadable in any way: no note
+        return None
 
 
 def is_complete_image(path: str | Path, size: tuple[int, int]) -> bool:

@@ -21,6 +21,7 @@ output by default, or bicubic); the default strength depends on the scale and th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,10 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_checkpoint
-from .diffusion import NoiseFn, NoiseSchedule
-from .engine import DEFAULT_CONSISTENCY, DEFAULT_INIT, DEFAULT_LR_UPSAMPLE, INITS, LR_UPSAMPLERS, Conditioned, super_resolve
+from .diffusion import NoiseFn, NoiseSchedule, timestep_grid
+from .engine import (
+    DEFAULT_CONSISTENCY, DEFAULT_INIT, DEFAULT_LR_UPSAMPLE, INITS, LR_UPSAMPLERS, Conditioned, reverse_steps, start_step, super_resolve,
+)
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
 from .ops import array_to_tensor, quantize, scaled_size
@@ -200,6 +203,21 @@ def stage_seed(seed: int, stage: int) -> int:
     return int(seed) if stage == 0 else mix_seed(seed, stage)
 
 
+def image_seed(seed: int, name: str) -> int:
+    """The seed of one image of a batch: ``seed`` mixed with the image's name (its path relative to
+    the folder or pattern it was found through), so the images of a batch get unrelated noise fields
+    while a rerun or another shard gives the same image the same seed."""
+    digest = hashlib.sha256(Path(name).as_posix().encode("utf-8")).digest()
+    return mix_seed(seed, int.from_bytes(digest[:8], "little"))
+
+
+def check_output_kind(output: str) -> str:
+    """``"pil"`` (Pillow images, the default of every public function) or ``"numpy"`` (uint8 arrays)."""
+    if output not in ("pil", "numpy"):
+        raise UsageError(f"output must be 'pil' or 'numpy', got {output!r}")
+    return output
+
+
 def cascade_sizes(size: tuple[int, int], scale: float, factors: Sequence[float]) -> list[tuple[int, int]]:
     """(H, W) after each pass: round(factors so far x size); the last is round(scale x size), the
     size a direct run gives."""
@@ -216,6 +234,11 @@ class Stage:
     strength: float
     init: str = DEFAULT_INIT
     consistency: int = DEFAULT_CONSISTENCY
+
+    def steps_run(self, schedule: NoiseSchedule) -> int:
+        """The reverse steps this pass actually runs: the strength's share of ``steps`` (or of T)."""
+        t0 = start_step(schedule, self.strength)
+        return len(timestep_grid(t0, reverse_steps(schedule, t0, self.steps) or t0))
 
 
 @dataclass
@@ -518,9 +541,23 @@ class SRPipeline:
         tile_batch: Optional[int] = None,
         init: Optional[str] = None,
         consistency: Optional[int] = None,
-    ) -> Image.Image:
+        output: str = "pil",
+    ) -> Image.Image | np.ndarray:
         """Upscale one image by ``scale`` (output size round(scale * input size)).  A PIL image keeps
-        its kind (RGB, RGBA, L, LA, I;16); an (H, W, 3) uint8/uint16 array gives an RGB image."""
+        its kind (RGB, RGBA, L, LA, I;16); an (H, W, 3) uint8/uint16 array gives an RGB image.
+        ``output="numpy"`` returns the (H, W, 3) array of the colour samples instead (uint8, or
+        uint16 for 16-bit input; alpha is dropped).
+
+        >>> from PIL import Image
+        >>> from srcli import SRPipeline
+        >>> pipe = SRPipeline.from_pretrained()
+        >>> big = pipe.upscale(Image.open("docs/examples/lr_input.png"), scale=4, seed=0)
+        >>> big.size
+        (256, 256)
+        >>> pipe.upscale(Image.open("docs/examples/lr_input.png"), scale=2, output="numpy").shape
+        (128, 128, 3)
+        """
+        check_output_kind(output)
         if isinstance(image, Image.Image):
             data = from_pil(image)
         else:
@@ -531,7 +568,7 @@ class SRPipeline:
         out = self.upscale_image(
             data, scale, steps, seed, sampler, temperature, strength, callback, tile, tile_batch, init, consistency
         )
-        return to_pil(out)[0]
+        return out.rgb if output == "numpy" else to_pil(out)[0]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from srcli.cli import app
+from srcli.imageio import read_note
+from srcli.pipeline import image_seed
 
 runner = CliRunner()
 
@@ -50,7 +52,7 @@ def test_directory_in_one_call_then_rerun_skips(tmp_path, tiny_checkpoint):
     for r, name in zip(records, ["a_x2.png", "b_x2.jpg", "c_x2.webp", "d_x2.tiff"]):
         assert r["output"] == str(tmp_path / "in" / name)
         with Image.open(r["output"]) as out:
-            assert out.size == (r["width"], r["height"]) == (40, 2 * (16 + "abcd".index(name[0])))
+            assert out.size == tuple(r["size"]) == (40, 2 * (16 + "abcd".index(name[0])))
     assert not (tmp_path / "in" / "sub" / "deep_x2.png").exists()
     # the outputs now sit in the input directory: a rerun neither upscales them nor redoes the work
     again = run(tmp_path / "in", "--scale", "2", "--json", weights=tiny_checkpoint)
@@ -64,8 +66,17 @@ def test_json_record_fields(tmp_path, tiny_checkpoint):
     result = run(src, "--scale", "2.5", "--seed", "5", "--json", weights=tiny_checkpoint)
     (record,) = json_lines(result)
     assert record["status"] == "ok" and record["output"] == str(tmp_path / "x_x2.5.png")
-    assert (record["width"], record["height"], record["seed"], record["steps"]) == (30, 25, 5, 3)
+    assert record["command"] == "upscale" and record["size"] == [30, 25] and record["input_size"] == [12, 10]
     assert record["scale"] == 2.5 and record["seconds"] >= 0 and record["warnings"] == []
+    assert record["model"] == str(tiny_checkpoint) and record["sampler"] == "ddpm"
+    # the effective settings: the seed of this image (--seed 5 mixed with its name), the strength
+    # actually used (2.5x: halfway between 0.4 at 2x and 0.2 at 3x, printed as 0.3, not
+    # 0.30000000000000004) and the reverse steps actually run: a start at t = 0.3 * 20 = 6 takes
+    # 6/20 of --steps 3, i.e. 1 step
+    assert record["seed"] == image_seed(5, "x.png") and record["strength"] == 0.3
+    (one_pass,) = record["passes"]
+    assert record["steps"] == one_pass["steps"] == 1 and one_pass["seed"] == record["seed"]
+    assert '"strength": 0.3,' in result.stdout
 
 
 def test_output_file_and_directory(tmp_path, tiny_checkpoint):
@@ -137,7 +148,7 @@ def test_more_steps_than_the_model_has_run_all_of_them(tmp_path, tiny_checkpoint
     args = ["upscale", str(src), "--scale", "2", "--steps", "500", "--json", "--weights", str(tiny_checkpoint)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0 and "T = 20" in result.stderr
-    assert json_lines(result)[0]["steps"] == 20
+    assert json_lines(result)[0]["steps"] == 8  # all 20 steps at the default strength 0.4 start at t = 8
 
 
 def test_never_overwrites_an_input(tmp_path, tiny_checkpoint):

@@ -109,7 +109,7 @@ def test_malformed_corpus_in_one_batch(tmp_path, tiny_checkpoint, monkeypatch):
         assert warning in " ".join(record["warnings"])
         with Image.open(record["output"]) as out:
             out.load()
-            assert out.size == (record["width"], record["height"])
+            assert out.size == tuple(record["size"])
     assert Image.open(tmp_path / "out" / "one_pixel_x2.png").size == (2, 2)
     with Image.open(tmp_path / "out" / "gray16_x2.png") as g16:
         assert g16.mode == "I;16"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Iterator, Optional, Sequence, TypeVar
 
+import torch
 import typer
 from PIL import Image
 from rich.console import Console
@@ -18,9 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..checkpoint import CheckpointError
 from ..imageio import ImageReadError
-from ..pipeline import UsageError
+from ..pipeline import SRPipeline, Stage, UsageError, stage_seed
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for death by Ctrl-C (128 + SIGINT)
 PIXEL_LIMIT_ENV = "SRCLI_MAX_IMAGE_PIXELS"
 T = TypeVar("T")
 
@@ -44,7 +48,10 @@ ModelOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout (for scripts).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout (for scripts; docs/json.md).")]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option("--threads", help="CPU threads for PyTorch. Default: PyTorch's choice (the number of cores).", show_default=False)
+]
 StrengthOpt = Annotated[
     Optional[float],
     typer.Option(
@@ -69,6 +76,12 @@ InitOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT), raised by the handler ``main`` installs.  Not a KeyboardInterrupt, which
+    Click would turn into "Aborted!" and exit code 1: a command that has something to say (what was
+    finished) catches it, else ``main`` prints one line and exits 130."""
 
 
 def reflow(help_text: str) -> str:
@@ -128,6 +141,15 @@ def note(message: Optional[str]) -> None:
         err_console.print(f"[cyan]note:[/] {plain(message)}", markup=True, soft_wrap=True, highlight=False)
 
 
+def apply_threads(threads: Optional[int]) -> None:
+    """``--threads N``: the CPU threads PyTorch computes with (None: its default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def parse_shard(text: Optional[str]) -> tuple[int, int]:
     """``--shard I/N`` (1 <= I <= N): this process takes every N-th item starting at the I-th."""
     if text is None:
@@ -148,37 +170,51 @@ def take_shard(items: Sequence[T], shard: tuple[int, int]) -> list[T]:
     return list(items[index - 1 :: count])
 
 
-def expand_inputs(specs: Iterable[str], suffixes: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+def _pattern_root(pattern: Path) -> Path:
+    """The folder a glob pattern searches from: its leading parts without wildcards."""
+    parts = pattern.parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")
+
+
+def expand_inputs(
+    specs: Iterable[str], suffixes: Iterable[str]
+) -> tuple[list[Path], list[tuple[str, str]], dict[Path, str]]:
     """Files, directories (the files with one of ``suffixes`` directly inside, hidden ones skipped)
     and glob patterns (``**`` descends) -> (sorted unique files, [(spec, reason)] for specs that
-    gave nothing).  A file named explicitly is kept whatever its suffix."""
+    gave nothing, {file: its name relative to the argument it came from}).  A file named
+    explicitly is kept whatever its suffix; its relative name is its file name.  The relative names
+    do not depend on the working directory or on the other arguments, so they key per-image seeds."""
     suffixes = {s.lower() for s in suffixes}
-    found: dict[Path, None] = {}
+    found: dict[Path, str] = {}
     missing: list[tuple[str, str]] = []
 
-    def add_dir(folder: Path) -> int:
+    def add_dir(folder: Path, root: Path) -> int:
         files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file()]
-        found.update(dict.fromkeys(files))
+        for file in files:
+            found.setdefault(file, file.relative_to(root).as_posix())
         return len(files)
 
     for spec in specs:
         path = Path(spec).expanduser()
         if path.is_dir():
-            if not add_dir(path):
+            if not add_dir(path, path):
                 missing.append((spec, "no image files in this directory"))
         elif path.exists() or not glob.has_magic(spec):
-            found[path] = None  # a missing file is reported when it is read, like any bad input
+            found.setdefault(path, path.name)  # a missing file is reported when it is read, like any bad input
         else:
+            root = _pattern_root(path)
             matches = sorted(glob.glob(str(path), recursive=True))
             files = [Path(m) for m in matches if Path(m).is_file() and Path(m).suffix.lower() in suffixes]
-            count = len(files) + sum(add_dir(Path(m)) for m in matches if Path(m).is_dir())
-            found.update(dict.fromkeys(files))
+            for file in files:
+                found.setdefault(file, file.relative_to(root).as_posix())
+            count = len(files) + sum(add_dir(Path(m), root) for m in matches if Path(m).is_dir())
             if not count:
                 missing.append((spec, "no image files match this pattern"))
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
-    return sorted(unique.values(), key=str), missing
+    return sorted(unique.values(), key=str), missing, {p: found[p] for p in unique.values()}
 
 
 def apply_pixel_limit() -> None:
@@ -196,8 +232,26 @@ def apply_pixel_limit() -> None:
     Image.MAX_IMAGE_PIXELS = limit if limit > 0 else None
 
 
+SIGNIFICANT_DIGITS = 6  # enough for any measured number; hides float noise such as 0.30000000000000004
+
+
+def json_ready(value: Any) -> Any:
+    """Floats rounded to ``SIGNIFICANT_DIGITS`` significant digits (non-finite ones -> null), tuples
+    and paths made plain, recursively: what every ``--json`` record goes through."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def emit_json(record: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(record, sort_keys=True) + "\n")
+    """One JSON record on stdout (docs/json.md describes the fields)."""
+    sys.stdout.write(json.dumps(json_ready(record), sort_keys=True) + "\n")
     sys.stdout.flush()
 
 
@@ -222,8 +276,56 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
     )
 
 
+def run_settings(pipe: SRPipeline, stages: Sequence[Stage], seed: int, sampler: str) -> dict[str, Any]:
+    """The effective settings of a run, as every ``--json`` record states them: the model, the
+    reverse steps actually run (all passes), the strength, init and back-projection actually used (first pass), the
+    seed, and each pass of a cascade with its own seed."""
+    passes = [
+        {
+            "scale": s.scale, "steps": s.steps_run(pipe.schedule), "strength": s.strength, "init": s.init,
+            "consistency": s.consistency, "seed": stage_seed(seed, k),
+        }
+        for k, s in enumerate(stages)
+    ]
+    return {
+        "model": pipe.source, "sampler": sampler, "seed": seed, "steps": sum(p["steps"] for p in passes),
+        "strength": passes[0]["strength"], "init": passes[0]["init"], "consistency": passes[0]["consistency"], "passes": passes,
+    }
+
+
+class LogProgress:
+    """Progress for a stderr that is not a terminal (a log file, CI, ``2> log``), where a progress
+    bar would print nothing useful: one line per finished image, and one a minute while a long
+    image is being worked on."""
+
+    def __init__(self, total: int, enabled: Optional[bool] = None, interval: float = 60.0):
+        self.enabled = (not err_console.is_terminal) if enabled is None else enabled
+        self.total, self.done, self.interval = total, 0, interval
+        self.name, self.started, self.last = "", 0.0, 0.0
+
+    def _line(self, text: str) -> None:
+        if self.enabled:
+            err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def start(self, name: str) -> None:
+        self.name, self.started = name, time.monotonic()
+        self.last = self.started
+
+    def step(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._line(f"[{self.done + 1}/{self.total}] {self.name}: step {done}/{total}, {now - self.started:.0f} s so far")
+
+    def finish(self, status: str) -> None:
+        self.done += 1
+        self._line(f"[{self.done}/{self.total}] {self.name}: {status} ({time.monotonic() - self.started:.1f} s)")
+
+
 __all__ = [
     "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "ImageReadError", "err_console", "error", "fail", "plain",
     "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
-    "PIXEL_LIMIT_ENV", "emit_json", "progress_bar", "WeightsOpt", "ModelOpt", "ConsistencyOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt", "JsonOpt",
+    "PIXEL_LIMIT_ENV", "emit_json", "json_ready", "progress_bar", "LogProgress", "apply_threads", "ThreadsOpt",
+    "EXIT_INTERRUPTED", "run_settings", "Interrupted", "WeightsOpt", "ModelOpt", "ConsistencyOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt",
+    "JsonOpt",
 ]

@@ -19,8 +19,8 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, err_console, error, fail, note, plain,
-    progress_bar, reflow, usage_errors,
+    EXIT_OK, EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
+    apply_threads, err_console, error, fail, note, plain, progress_bar, reflow, usage_errors,
 )
 
 HELP = reflow(f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
@@ -111,8 +111,10 @@ def eval_command(
     degradation_seed: Annotated[int, typer.Option("--degradation-seed", help="Seed of the real-world degradation (with each image's name).")] = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     with usage_errors():
+        apply_threads(threads)
         scale = check_scale(scale)
         if not hr_dir.is_dir():
             fail(f"{hr_dir}: not a folder")

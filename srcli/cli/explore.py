@@ -16,8 +16,8 @@ from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_
 from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, WeightsOpt, emit_json, fail, note,
-    progress_bar, protect_inputs, reflow, usage_errors, warn,
+    EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
+    apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
@@ -94,9 +94,12 @@ def _write(path: Path, image: np.ndarray) -> None:
         fail(str(exc), EXIT_SOME_FAILED)
 
 
-def _check_common(steps: int, sampler: str, scale: Optional[float], consistency: Optional[int] = None) -> None:
+def _check_common(
+    steps: int, sampler: str, scale: Optional[float], consistency: Optional[int] = None, threads: Optional[int] = None
+) -> None:
     """What can be checked before the weights load (T and the default scale come with them)."""
     with usage_errors():
+        apply_threads(threads)
         check_steps(steps)
         check_sampler(sampler)
         check_consistency(consistency)
@@ -165,9 +168,10 @@ def sample_diverse_command(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, consistency)
+    _check_common(steps, sampler, scale, consistency, threads)
     with usage_errors():
         check_strength(strength)
         init = check_init(init)
@@ -226,9 +230,10 @@ def interpolate_command(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, consistency)
+    _check_common(steps, sampler, scale, consistency, threads)
     if t < 0:
         fail(f"t must be in [0, T] (the model's T), got {t}")
     with usage_errors():
@@ -297,9 +302,10 @@ def fuse_command(
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale)
+    _check_common(steps, sampler, scale, threads=threads)
     ts = t or [50]
     if any(v < 0 for v in ts):
         fail(f"t must be in [0, T] (the model's T), got {min(ts)}")

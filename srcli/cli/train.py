@@ -16,7 +16,7 @@ from ..data import DEGRADATIONS
 from ..nets import ModelConfig
 from ..train import TrainConfig, Trainer, default_state_dir, merge_resumed, rank, saved_config, setup_distributed
 from .app import app
-from .common import EXIT_USAGE, err_console, fail, progress_bar, reflow
+from .common import EXIT_USAGE, ThreadsOpt, apply_threads, err_console, fail, progress_bar, reflow, usage_errors
 
 DEFAULTS = TrainConfig(data="", out="")  # the one source of training defaults
 MODEL_DEFAULTS = DEFAULTS.model
@@ -124,7 +124,7 @@ def train_command(
     ] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this wall time.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (DDP: one process per device).")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads per process (default: torch's choice).")] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     scales = _parse_scales(scale)
     if not data.is_dir():
@@ -185,8 +185,8 @@ def train_command(
                 cfg, changes = merge_resumed(dataclasses.replace(saved, out=cfg.out, state_dir=cfg.state_dir), given)
             except ValueError as exc:
                 fail(str(exc))
-    if threads:
-        torch.set_num_threads(threads)
+    with usage_errors():
+        apply_threads(threads)
     setup_distributed()
     log = (lambda msg: err_console.print(msg, markup=False, highlight=False, soft_wrap=True)) if rank() == 0 else (lambda msg: None)
     try:

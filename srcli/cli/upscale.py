@@ -4,51 +4,66 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ..fsutil import remove_stale_temps
-from ..imageio import FORMATS, INPUT_SUFFIXES, ImageReadError, ImageWriteError, image_size, is_complete_image, output_format, read_image, write_image
+from ..imageio import (
+    FORMATS, INPUT_SUFFIXES, QUALITY, ImageReadError, ImageWriteError, image_size, is_complete_image, output_format, read_image, read_note, write_image,
+)
 from ..ops import scaled_size
 from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, SRPipeline, UsageError, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength,
-    check_tile, check_tile_batch, resolve_device, resolve_precision,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, MAX_SCALE, MIN_SCALE, SRPipeline, UsageError, check_consistency, check_init, check_sampler,
+    check_scale, check_steps, check_strength, check_tile, check_tile_batch, image_seed, resolve_device, resolve_precision,
 )
+from ..provenance import file_digest, fingerprint, make_note, note_fingerprint
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, ConsistencyOpt, DeviceOpt, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, WeightsOpt, apply_pixel_limit,
-    emit_json, err_console, error, expand_inputs, plain, note, parse_shard, progress_bar, protect_inputs, reflow, take_shard,
-    usage_errors, warn,
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, ConsistencyOpt, DeviceOpt, InitOpt, Interrupted, JsonOpt, LogProgress, ModelOpt,
+    PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt, apply_pixel_limit, apply_threads, emit_json, err_console, error, expand_inputs,
+    note, parse_shard, plain, progress_bar, protect_inputs, reflow, run_settings, take_shard, usage_errors, warn,
 )
 
 _DEFAULTS = ", ".join(f"{f:g} at {s:g}x" for s, f in sorted(DEFAULT_STRENGTH["encoder"].items()))
-_HELP = f"""Upscale images by --scale with the diffusion model.
+_HELP = f"""Upscale images with the diffusion model: by --scale (default 4), or to a --width or --height.
 
 INPUT is any mix of image files, directories (the images directly inside; not subfolders) and
 quoted glob patterns ('photos/**/*.jpg' walks a tree).  PNG, JPEG, WebP, TIFF, BMP and GIF (first
 frame) are read; grayscale stays grayscale, alpha is upscaled with Lanczos, 16-bit grayscale
 PNG/TIFF is processed and written at 16 bits, the ICC profile is kept.
 
-Outputs go next to each input as NAME_x4.EXT (NAME_x2.5.EXT at 2.5x; GIF inputs give PNG), into a
-directory with -o DIR, or to -o FILE for a single input (the format follows the suffix).  An input
-is never overwritten, and an input that is another input's output (an earlier run's result) is left
-out.  Outputs are written atomically; an output that already exists complete is skipped, so
-rerunning an interrupted batch finishes it (--overwrite redoes everything).  --shard I/N takes every
-N-th file of the sorted input list starting at the I-th, for N parallel processes.
+Outputs go next to each input as NAME_x4.EXT (NAME_x2.5.EXT at 2.5x, NAME_w1920.EXT with --width
+1920), into a directory with -o DIR, or to -o FILE for a single input.  EXT is the input's (PNG for
+a GIF input), -o FILE's suffix, or --format png|jpg|webp|tiff; --quality
+sets JPEG/WebP quality.  An input is never overwritten, and an input that is another input's output
+(an earlier run's result) is left out.  Outputs are written atomically, each with a fingerprint of
+its input file, the model and every setting that changes the pixels in its metadata: a rerun skips
+the outputs made from the same input with the same model and settings (so rerunning an interrupted
+batch finishes it) and redoes the others (the summary counts them; --overwrite redoes everything).
+--shard I/N takes every N-th file of the sorted input list starting at the I-th, for N parallel
+processes.  Without a terminal on stderr, progress is one line per image (and one a minute on long
+images).  Ctrl-C stops with exit code 130 and says how far the batch got.
 
---scale takes any factor from 1.5 to 8.  Factors beyond the model's training range (2-4 for the
-shipped model) run as a cascade of passes, the largest first: 8x is 4x then 2x, 6x is 3x then 2x;
-later passes take half the steps of the one before, and each has its own seed derived from --seed.
---strength F starts the reverse process at F x T from an upsampled image with noise injected to
-that level (Diff-SR) instead of from pure noise (F = 1, SRDiff's sampler), in every pass; smaller F
-keeps closer to that image, invents less and takes fewer steps.  The image is the model's own
-regression output (--init encoder, the default) or the bicubic one (--init bicubic, as Diff-SR).
-The default strength depends on the scale of the pass (from the encoder output: {_DEFAULTS}),
-fidelity first: the most texture that stays at least 1 dB above bicubic in PSNR on both
-held-out crop sets.  Raise it (up to 1) for more invented texture.
+--scale takes any factor from 1.5 to 8; --width W (or --height H) gives every output that width
+(height) and the other side the input's aspect ratio (each image's factor must lie in 1.5-8).
+Factors beyond the model's training range (2-4 for the shipped model) run as a cascade of passes,
+the largest first: 8x is 4x then 2x, 6x is 3x then 2x; later passes take half the steps of the one
+before, and each has its own seed derived from the image's.  --strength F starts the reverse
+process at F x T from an upsampled image with noise injected to that level (Diff-SR) instead of
+from pure noise (F = 1, SRDiff's sampler), in every pass; smaller F keeps closer to that image,
+invents less and takes fewer steps.  The image is the model's own regression output (--init
+encoder, the default) or the bicubic one (--init bicubic, as Diff-SR).  The default strength
+depends on the scale of the pass (from the encoder output: {_DEFAULTS}), fidelity first: the most
+texture that stays at least 1 dB above bicubic in PSNR on both held-out crop sets.  Raise it (up
+to 1) for more invented texture.
+
+Seeds: each image's noise comes from --seed mixed with its path relative to the argument it was
+found through (its file name for a file argument), so the images of a batch get unrelated grain,
+and a rerun or another shard gives an image the same result.  --same-noise uses --seed as it is
+for every image.
 
 Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
 that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
@@ -57,74 +72,139 @@ Pillow's decompression-bomb limit are refused; set {PIXEL_LIMIT_ENV} to change i
 
 Examples:
 
-  srcli upscale photo.png --scale 4
+  srcli upscale photo.png --scale 4                  # -> photo_x4.png
 
   srcli upscale photo.jpg --scale 2.5 -o big.png --steps 50 --seed 7
 
+  srcli upscale photos/ --width 1920 --format webp --quality 90 -o upscaled/
+
   srcli upscale photos/ --scale 2 -o upscaled/ --json > results.jsonl
 
-  srcli upscale 'scans/**/*.tif' --scale 4 --tile 256 --shard 2/4
+  srcli upscale 'scans/**/*.tif' --tile 256 --threads 2 --shard 2/4
 
-  srcli upscale face.png --scale 4 --strength 1      # SRDiff's sampler: more invented texture
+  srcli upscale face.png --strength 1                # SRDiff's sampler: more invented texture
 
-  srcli upscale face.png --scale 4 --sampler ddim --steps 10 --strength 0.4 --init bicubic
+  srcli upscale face.png --sampler ddim --steps 10 --strength 0.4 --init bicubic
 
   srcli upscale thumb.png --scale 8 --seed 3
 
-Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage error.
+Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage error, 130 Ctrl-C.
 """
 HELP = reflow(_HELP)
 
 
-def output_name(src: Path, scale: float) -> str:
-    """NAME_x4.EXT; the input's suffix when srcli writes that format, else .png."""
-    suffix = src.suffix if src.suffix.lower() in FORMATS else ".png"
-    return f"{src.stem}_x{scale:g}{suffix}"
+FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
+_LOSSY = {"JPEG", "WEBP"}
+DEFAULT_SCALE = 4.0
 
 
-def plan_outputs(inputs: list[Path], output: Optional[str], scale: float) -> list[Path]:
+@dataclass(frozen=True)
+class Target:
+    """How big the outputs are: one factor for every image (``scale``) or one side in pixels
+    (``width`` or ``height``), the other side following the image's aspect ratio."""
+
+    scale: Optional[float] = None
+    width: Optional[int] = None
+    height: Optional[int] = None
+
+    @classmethod
+    def from_options(cls, scale: Optional[float], width: Optional[int], height: Optional[int]) -> "Target":
+        given = [name for name, value in (("--scale", scale), ("--width", width), ("--height", height)) if value is not None]
+        if len(given) > 1:
+            raise UsageError(f"give one of --scale, --width or --height, not {' and '.join(given)}")
+        for name, value in (("--width", width), ("--height", height)):
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be a positive number of pixels, got {value}")
+        if width is None and height is None:
+            return cls(scale=check_scale(DEFAULT_SCALE if scale is None else scale))
+        return cls(width=width, height=height)
+
+    @property
+    def label(self) -> str:
+        """The part of an output's name that says how it was made: x4, x2.5, w1920, h1080."""
+        if self.scale is not None:
+            return f"x{self.scale:g}"
+        return f"w{self.width}" if self.width is not None else f"h{self.height}"
+
+    def scale_for(self, size: tuple[int, int]) -> float:
+        """The factor for an image of ``size`` = (height, width); UsageError outside 1.5-8x."""
+        if self.scale is not None:
+            return self.scale
+        side, have, name = (self.width, size[1], "width") if self.width is not None else (self.height, size[0], "height")
+        factor = side / have
+        if not MIN_SCALE <= factor <= MAX_SCALE:
+            raise UsageError(
+                f"--{name} {side} is {factor:.3g}x its {name} of {have} px; srcli upscales by {MIN_SCALE:g}x to {MAX_SCALE:g}x"
+            )
+        return factor
+
+
+def output_name(src: Path, target: Target, suffix: Optional[str] = None) -> str:
+    """NAME_x4.EXT; EXT is ``suffix`` (--format), else the input's when srcli writes that format, else .png."""
+    if suffix is None:
+        suffix = src.suffix if src.suffix.lower() in FORMATS else ".png"
+    return f"{src.stem}_{target.label}{suffix}"
+
+
+def plan_outputs(inputs: list[Path], output: Optional[str], target: Target, suffix: Optional[str] = None) -> list[Path]:
     """Where each input goes (raises ``UsageError`` for an impossible -o)."""
     if output is None:
-        return [src.with_name(output_name(src, scale)) for src in inputs]
+        return [src.with_name(output_name(src, target, suffix)) for src in inputs]
     out = Path(output).expanduser()
     as_dir = out.is_dir() or output.endswith(("/", "\\")) or not out.suffix
     if not as_dir:
         if len(inputs) > 1:
             raise UsageError(f"-o {output}: several inputs need an output directory, not a file name")
         try:
-            output_format(out)
+            fmt = output_format(out)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if suffix is not None and fmt != FORMATS[suffix]:
+            raise UsageError(f"-o {output} is a {fmt} file name but --format asks for {FORMATS[suffix]}; change one of them")
         return [out]
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {output}: exists and is not a directory")
-    return [out / output_name(src, scale) for src in inputs]
+    return [out / output_name(src, target, suffix) for src in inputs]
 
 
-_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_x(?P<scale>\d+(?:\.\d+)?)$")  # NAME_x4, NAME_x2.5 (output_name)
+# NAME_x4, NAME_x2.5, NAME_w1920, NAME_h1080 (output_name)
+_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_(?:x(?P<scale>\d+(?:\.\d+)?)|w(?P<width>\d+)|h(?P<height>\d+))$")
+
+
+def _target_of(match: re.Match) -> Target:
+    if match["scale"]:
+        return Target(scale=float(match["scale"]))
+    return Target(width=int(match["width"])) if match["width"] else Target(height=int(match["height"]))
+
+
+def _made_from(size: tuple[int, int], source_size: Optional[tuple[int, int]], target: Target) -> bool:
+    if source_size is None:
+        return False
+    try:
+        return scaled_size(source_size, target.scale_for(source_size)) == size
+    except UsageError:
+        return False
 
 
 def split_earlier_outputs(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
     """(inputs to process, earlier outputs left out).  An earlier output is an input named like
-    another input's default output at some scale (``photo_x2.png`` beside ``photo.png``, also on a
-    rerun at another scale) whose size is that scale times the other input's: a user's own file
-    that only shares the name is kept (and never overwritten: ``check_overwrites``)."""
+    another input's default output at some scale or size, in any format srcli writes
+    (``photo_x2.png`` or ``photo_w1920.jpg`` beside ``photo.png``, also on a rerun with other
+    options), whose size is what that option makes of the other input: a user's own file that only
+    shares the name is kept (and never overwritten: ``check_overwrites``)."""
     by_name = {(src.parent.resolve(), src.name): src for src in inputs}
     earlier: list[Path] = []
     for src in inputs:
         match = _OUTPUT_STEM.match(src.stem)
-        if not match:
+        if not match or src.suffix.lower() not in FORMATS:
             continue
-        scale = float(match["scale"])
+        target = _target_of(match)
         sources = [
             other for (folder, name), other in by_name.items()
             if folder == src.parent.resolve() and other is not src and Path(name).stem == match["stem"]
-            and output_name(other, scale) == src.name
         ]
         size = image_size(src) if sources else None
-        if size is not None and any(
-            (source_size := image_size(other)) is not None and scaled_size(source_size, scale) == size for other in sources
-        ):
+        if size is not None and any(_made_from(size, image_size(other), target) for other in sources):
             earlier.append(src)
     left_out = set(earlier)
     return [src for src in inputs if src not in left_out], earlier
@@ -147,6 +227,23 @@ def check_collisions(inputs: list[Path], outputs: list[Path]) -> None:
             raise UsageError(f"{first} and {src} would both be written to {dst}; use separate runs or the default output")
 
 
+def check_quality(quality: int) -> int:
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be from 1 to 100, got {quality}")
+    return quality
+
+
+def check_format(fmt: Optional[str]) -> Optional[str]:
+    """--format NAME -> the output suffix (None: follow the input or -o)."""
+    if fmt is None:
+        return None
+    name = fmt.lower().lstrip(".")
+    name = {"jpeg": "jpg", "tif": "tiff"}.get(name, name)
+    if name not in FORMAT_SUFFIXES:
+        raise UsageError(f"unknown --format {fmt!r} (choose {', '.join(FORMAT_SUFFIXES)})")
+    return FORMAT_SUFFIXES[name]
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
@@ -154,21 +251,54 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+@dataclass
+class Job:
+    """What stays the same for every image of one run."""
+
+    pipe: SRPipeline
+    model_digest: str
+    target: Target
+    steps: int
+    seed: int
+    same_noise: bool
+    sampler: str
+    strength: Optional[float]
+    init: str
+    consistency: Optional[int]
+    tile: Optional[int]
+    tile_batch: Optional[int]
+    quality: int
+    overwrite: bool
+
+
 @app.command("upscale", help=HELP, no_args_is_help=True)
 def upscale_command(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT...", help="Image files, directories or quoted glob patterns.", show_default=False)
     ],
-    scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8, e.g. 4 or 2.5; beyond the model's range a cascade.", show_default=False)],
+    scale: Annotated[
+        Optional[float],
+        typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8, e.g. 4 or 2.5; beyond the model's range a cascade. Default: 4.", show_default=False),
+    ] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Output width in px instead of --scale (the height follows the aspect ratio).", show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option("--height", help="Output height in px instead of --scale (the width follows the aspect ratio).", show_default=False)] = None,
     output: Annotated[
         Optional[str], typer.Option("--output", "-o", help="Output file (one input) or directory. Default: next to each input.")
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
+    fmt: Annotated[
+        Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff. Default: the input's (PNG for GIF inputs) or -o's suffix.", show_default=False)
+    ] = None,
+    quality: Annotated[int, typer.Option("--quality", "-q", help="JPEG/WebP quality from 1 to 100.")] = QUALITY,
+    steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps of a full run (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
     seed: SeedOpt = 0,
-    model: ModelOpt = None,
+    same_noise: Annotated[
+        bool, typer.Option("--same-noise", help="Use --seed as it is for every image (one noise field for the whole batch) instead of mixing in each image's name.")
+    ] = False,
     weights: WeightsOpt = None,
+    model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    threads: ThreadsOpt = None,
     tile: Annotated[
         Optional[int], typer.Option("--tile", help="Largest HR tile side in px (0 = no tiling). Default: auto from a memory budget.")
     ] = None,
@@ -179,13 +309,15 @@ def upscale_command(
     strength: StrengthOpt = None,
     init: InitOpt = None,
     consistency: ConsistencyOpt = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that already exist.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo every output, even one made with the same input and settings.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     # every argument is checked before any file is read or any model loaded
     with usage_errors():
-        scale = check_scale(scale)
+        target = Target.from_options(scale, width, height)
+        suffix = check_format(fmt)
+        check_quality(quality)
         check_steps(steps)
         check_tile(tile)
         check_tile_batch(tile_batch)
@@ -194,11 +326,12 @@ def upscale_command(
         init = check_init(init)
         check_consistency(consistency)
         resolve_precision(precision, resolve_device(device))
+        apply_threads(threads)
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
-        found, unmatched = expand_inputs(inputs, INPUT_SUFFIXES)
+        found, unmatched, names = expand_inputs(inputs, INPUT_SUFFIXES)
         found, earlier = split_earlier_outputs(found)
-        outputs = plan_outputs(found, output, scale)
+        outputs = plan_outputs(found, output, target, suffix)
         check_collisions(found, outputs)
         check_overwrites(found, outputs)
     protect_inputs(outputs, found)
@@ -209,82 +342,100 @@ def upscale_command(
         if steps > pipe.schedule.T:
             warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
             steps = pipe.schedule.T
-        stages = pipe.stages(scale, steps, strength, init, consistency)  # a fixed-scale checkpoint refuses other scales here
-    note(pipe.plan_note(scale, stages))
+        if target.scale is not None:  # a fixed-scale checkpoint refuses other scales here, before any image
+            note(pipe.plan_note(target.scale, pipe.stages(target.scale, steps, strength, init, consistency)))
     if earlier:
-        names = ", ".join(str(p) for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
-        note(f"left out {len(earlier)} earlier output(s) found among the inputs: {names}")
+        listed = ", ".join(str(p) for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        note(f"left out {len(earlier)} earlier output(s) found among the inputs: {listed}")
+    job = Job(
+        pipe, file_digest(pipe.source), target, steps, seed, same_noise, sampler, strength, init, consistency, tile, tile_batch, quality, overwrite,
+    )
 
     failed = 0
     for spec, reason in unmatched:
         failed += 1
         error(f"{spec}: {reason}")
         if json_output:
-            emit_json({"input": spec, "output": None, "status": "error", "error": f"{spec}: {reason}"})
+            emit_json({"command": "upscale", "input": spec, "output": None, "status": "error", "error": f"{spec}: {reason}"})
 
-    counts = {"ok": 0, "skipped": 0}
-    settings = {
-        "scale": scale, "steps": steps, "seed": seed, "sampler": sampler, "strength": strength, "init": init,
-        "consistency": stages[0].consistency,
-        "stages": [asdict(s) for s in stages],
-    }
-    with progress_bar() as progress:
-        images_task = progress.add_task("images", total=len(items))
-        steps_task = progress.add_task("", total=None, visible=False)
+    counts = {"ok": 0, "skipped": 0, "redone": 0}
+    log = LogProgress(len(items))
+    try:
+        with progress_bar() as progress:
+            images_task = progress.add_task("images", total=len(items))
+            steps_task = progress.add_task("", total=None, visible=False)
 
-        def on_step(done: int, total: int) -> None:
-            progress.update(steps_task, completed=done, total=total)
+            def on_step(done: int, total: int) -> None:
+                progress.update(steps_task, completed=done, total=total)
+                log.step(done, total)
 
-        for src, dst in items:
-            progress.reset(steps_task, total=None, description=f"  {plain(src.name)}", visible=True)
-            record = _process(pipe, src, dst, settings, tile, tile_batch, overwrite, on_step)
-            progress.advance(images_task)
-            if record["status"] == "error":
-                failed += 1
-                error(record["error"])
-            else:
-                counts[record["status"]] += 1
-                for message in record.get("warnings", []):
-                    warn(f"{src}: {message}")
-            if json_output:
-                emit_json(record)
-        progress.update(steps_task, visible=False)
+            for src, dst in items:
+                progress.reset(steps_task, total=None, description=f"  {plain(src.name)}", visible=True)
+                log.start(src.name)
+                record = _process(job, src, dst, names.get(src, src.name), on_step)
+                progress.advance(images_task)
+                log.finish(record["status"] if record["status"] != "ok" else f"wrote {dst}")
+                if record["status"] == "error":
+                    failed += 1
+                    error(record["error"])
+                else:
+                    counts[record["status"]] += 1
+                    counts["redone"] += record.get("redone", False)
+                    for message in record.get("warnings", []):
+                        warn(f"{src}: {message}")
+                if json_output:
+                    emit_json(record)
+            progress.update(steps_task, visible=False)
+    except (KeyboardInterrupt, Interrupted):
+        finished = counts["ok"] + counts["skipped"]
+        err_console.print(
+            f"interrupted: {finished} of {len(items)} images finished ({counts['ok']} written, {counts['skipped']} already complete); "
+            "the unfinished output was not written; rerun the same command to resume",
+            highlight=False, soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
 
-    summary = f"{counts['ok']} written, {counts['skipped']} already complete (skipped), {failed} failed"
+    redone = f" ({counts['redone']} redone: made from another input version, model or settings)" if counts["redone"] else ""
+    summary = f"{counts['ok']} written{redone}, {counts['skipped']} already complete (skipped), {failed} failed"
     err_console.print(summary, highlight=False)
     raise typer.Exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-def _process(
-    pipe: SRPipeline,
-    src: Path,
-    dst: Path,
-    settings: dict[str, Any],
-    tile: Optional[int],
-    tile_batch: Optional[int],
-    overwrite: bool,
-    on_step,
-) -> dict[str, Any]:
+def _process(job: Job, src: Path, dst: Path, name: str, on_step) -> dict[str, Any]:
     """Upscale one file; never raises for a bad file (the record says what went wrong)."""
-    record: dict[str, Any] = {"input": str(src), "output": str(dst)}
+    record: dict[str, Any] = {"command": "upscale", "input": str(src), "output": str(dst)}
     start = time.perf_counter()
     try:
         remove_stale_temps(dst)  # left by a run killed while writing this output
         image = read_image(src)
-        out_size = scaled_size(image.size, settings["scale"])
-        if not overwrite and is_complete_image(dst, out_size):
-            return {**record, "status": "skipped", "height": out_size[0], "width": out_size[1]}
-        result = pipe.upscale_image(
-            image, settings["scale"], settings["steps"], settings["seed"], settings["sampler"],
-            strength=settings["strength"], init=settings["init"], consistency=settings["consistency"], callback=on_step, tile=tile, tile_batch=tile_batch,
+        scale = job.target.scale_for(image.size)
+        stages = job.pipe.stages(scale, job.steps, job.strength, job.init, job.consistency)
+        seed = job.seed if job.same_noise else image_seed(job.seed, name)
+        out_size = scaled_size(image.size, scale)
+        fmt = output_format(dst)
+        settings = {
+            "size": [out_size[1], out_size[0]], "passes": [asdict(s) for s in stages], "seed": seed, "sampler": job.sampler,
+            "tile": job.tile, "precision": str(job.pipe.dtype).replace("torch.", ""), "format": fmt,
+            "quality": job.quality if fmt in _LOSSY else None,
+        }
+        fp = fingerprint(file_digest(src), job.model_digest, settings)
+        facts = {
+            **record, "size": [out_size[1], out_size[0]], "input_size": [image.size[1], image.size[0]], "scale": scale,
+            **run_settings(job.pipe, stages, seed, job.sampler),
+        }
+        complete = is_complete_image(dst, out_size)
+        if complete and not job.overwrite and note_fingerprint(read_note(dst)) == fp:
+            return {**facts, "status": "skipped", "seconds": time.perf_counter() - start}
+        result = job.pipe.upscale_image(
+            image, scale, job.steps, seed, job.sampler, strength=job.strength, init=job.init, consistency=job.consistency, callback=on_step,
+            tile=job.tile, tile_batch=job.tile_batch,
         )
-        written = write_image(dst, result)
+        written = write_image(dst, result, quality=job.quality, note=make_note(fp, settings))
     except (ImageReadError, ImageWriteError) as exc:
         return {**record, "status": "error", "error": str(exc)}
     except (UsageError, ValueError, RuntimeError, MemoryError, OSError) as exc:
         return {**record, "status": "error", "error": f"{src}: {_reason(exc)}"}
     return {
-        **record, **settings, "status": "ok", "height": out_size[0], "width": out_size[1],
-        "seconds": round(time.perf_counter() - start, 3),
+        **facts, "status": "ok", "redone": complete and not job.overwrite, "seconds": time.perf_counter() - start,
         "warnings": image.warnings + written,
     }
