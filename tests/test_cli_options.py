@@ -185,7 +185,7 @@ def test_ctrl_c_says_what_was_finished_and_exits_130(tmp_path, tiny_checkpoint):
     seen = []
     for line in proc.stderr:  # wait for the first image to finish, then press Ctrl-C
         seen.append(line)
-        if line.startswith("[1/2]"):
+        if line.startswith("[1/2] a.png: wrote"):
             time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
             break

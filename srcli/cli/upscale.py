@@ -374,7 +374,6 @@ def upscale_command(
                 log.start(src.name)
                 record = _process(job, src, dst, names.get(src, src.name), on_step)
                 progress.advance(images_task)
-                log.finish(record["status"] if record["status"] != "ok" else f"wrote {dst}")
                 if record["status"] == "error":
                     failed += 1
                     error(record["error"])
@@ -385,6 +384,7 @@ def upscale_command(
                         warn(f"{src}: {message}")
                 if json_output:
                     emit_json(record)
+                log.finish(record["status"] if record["status"] != "ok" else f"wrote {dst}")  # after the counts: Ctrl-C now reports it
             progress.update(steps_task, visible=False)
     except (KeyboardInterrupt, Interrupted):
         finished = counts["ok"] + counts["skipped"]
