@@ -76,6 +76,6 @@ def test_cli_upscale_records_the_consistency_used(tmp_path, real_checkpoint):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
     base = ["upscale", str(src), "--scale", "2", "--steps", "2", "--json", "--weights", str(real_checkpoint), "--overwrite"]
     record = json.loads(runner.invoke(app, base).stdout.splitlines()[-1])
-    assert record["consistency"] == 0 and record["stages"][0]["consistency"] == 0
+    assert record["consistency"] == 0 and record["passes"][0]["consistency"] == 0
     record = json.loads(runner.invoke(app, [*base, "--consistency", "4"]).stdout.splitlines()[-1])
     assert record["consistency"] == 4
