@@ -43,10 +43,33 @@ def tiny_pipeline(tiny_checkpoint):
     return SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
 
 
+# -- test images (the one place they are made; files bind their own presets) --------------------
+
+
+def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """(h, w, 3) uint8 of independent uniform values: no structure at all."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def gradient_image(
+    h: int,
+    w: int,
+    seed: int = 0,
+    slopes: tuple[float, float, float] = (9, 11, 4),
+    offset: float | tuple[float, float, float] = 0.0,
+    noise: float = 25.0,
+    lo: int = 0,
+    hi: int = 255,
+) -> np.ndarray:
+    """(h, w, 3) uint8: red rising along x, green along y, blue along the diagonal (``slopes`` grey
+    levels per pixel, plus ``offset``), with Gaussian grain of std ``noise``, clipped to [lo, hi]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * slopes[0], y * slopes[1], (x + y) * slopes[2]], axis=-1).astype(np.float64) + offset
+    return np.clip(base + rng.normal(0, noise, base.shape), lo, hi).astype(np.uint8)
+
+
 @pytest.fixture
 def rgb_image():
     """A 24x20 textured RGB test image (uint8)."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:20, 0:24]
-    base = np.stack([x * 10, y * 12, (x + y) * 5], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    return gradient_image(20, 24, slopes=(10, 12, 5), noise=20)

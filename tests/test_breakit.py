@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from conftest import tiny_model
+from conftest import random_image, tiny_model
 from srcli.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from srcli.cli import app
 from srcli.cli import common
@@ -27,8 +27,7 @@ from srcli.diffusion import NoiseSchedule
 runner = CliRunner()
 
 
-def noisy(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+noisy = random_image
 
 
 def save(path: Path, h: int, w: int, seed: int = 0) -> Path:

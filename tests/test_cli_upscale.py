@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import random_image
 from srcli.cli import app
 from srcli.imageio import read_note
 from srcli.pipeline import image_seed
@@ -17,8 +18,7 @@ runner = CliRunner()
 
 
 def make_image(path, h=64, w=64, seed=0, mode="RGB"):
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    arr = random_image(h, w, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).convert(mode).save(path)
     return path

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import random_image
 from srcli import explore
 from srcli.cli import app
 from srcli.diffusion import reverse_process
@@ -22,8 +23,7 @@ runner = CliRunner()
 STEPS = 4  # reverse steps of a full run in these tests (T = 20 for the tiny model)
 
 
-def random_rgb(h: int, w: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+random_rgb = random_image
 
 
 class EpsSpy:

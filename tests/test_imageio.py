@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from conftest import gradient_image
 from srcli.imageio import (
     ImageData, ImageReadError, ImageWriteError, is_complete_image, list_images, load_rgb8, read_image, resize_alpha,
     to_pil, write_image,
@@ -22,10 +23,7 @@ SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
 def texture(h: int = 24, w: int = 32, seed: int = 0, noise: float = 10.0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 7, y * 9, (x + y) * 4], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+    return gradient_image(h, w, seed, slopes=(7, 9, 4), noise=noise)
 
 
 def gray16(h: int = 24, w: int = 32) -> np.ndarray:

@@ -30,13 +30,27 @@ def test_scale_free_shapes(lr_size, scale):
     assert eps.shape == (2, 3, *hr)
 
 
-def test_padding_keeps_outputs_local():
-    """Sizes that are not multiples of 2**(levels-1) are padded and cropped back, never resized."""
+@pytest.mark.parametrize("margin", [0, 4])
+def test_padding_is_a_mirror_cropped_back(margin):
+    """Any size runs: the input is mirrored by ``margin`` on every side and further at the
+    bottom/right to a multiple of 2**(levels-1), and the output is the matching crop, never a
+    resize.  Checked against the network run by hand on the mirrored input."""
     model = tiny_model(unet_mults=(1, 2, 2))
     x_lr = torch.rand(1, 3, 5, 7) * 2 - 1
     cond = Conditioned(model, x_lr, (15, 21))
-    eps = model.denoise_fn(torch.randn(1, 3, 15, 21), torch.tensor([3]), cond.cond_hr, cond.scale)
-    assert eps.shape == (1, 3, 15, 21) and torch.isfinite(eps).all()
+    x_t, t = torch.randn(1, 3, 15, 21), torch.tensor([3])
+    with torch.no_grad():
+        eps = model.denoise_fn(x_t, t, cond.cond_hr, cond.scale, margin)
+        # 15 + 2 margin -> next multiple of 4 at the bottom, likewise 21 at the right
+        pads = (margin, margin + (-(21 + 2 * margin)) % 4, margin, margin + (-(15 + 2 * margin)) % 4)
+        mirrored = [torch.nn.functional.pad(v, pads, mode="reflect") for v in (x_t, cond.cond_hr)]
+        by_hand = model.denoise_fn(*mirrored[:1], t, mirrored[1], cond.scale)[..., margin : margin + 15, margin : margin + 21]
+    assert eps.shape == (1, 3, 15, 21)
+    torch.testing.assert_close(eps, by_hand, atol=1e-6, rtol=1e-6)
+    if margin:
+        with torch.no_grad():
+            bare = model.denoise_fn(x_t, t, cond.cond_hr, cond.scale, 0)
+        assert (bare - eps).abs().max() > 1e-4  # the margin changes what the border sees
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

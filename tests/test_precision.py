@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import tiny_model
+from conftest import gradient_image, tiny_model
 from srcli import explore
 from srcli.cli import app
 from srcli.diffusion import NoiseSchedule
@@ -32,11 +32,7 @@ def make_pipe(precision: str) -> SRPipeline:
     return SRPipeline(model, NoiseSchedule.named("cosine", model.config.timesteps), device="cpu", precision=precision)
 
 
-def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 9, y * 11, (x + y) * 4], axis=-1).astype(np.float64)
-    return np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+photo = gradient_image  # its defaults: slopes 9, 11, 4 and grain 25
 
 
 def gradient16(h: int, w: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import random_image
 from srcli.cli import app
 from srcli.imageio import ImageData, ImageReadError, read_image
 
@@ -29,8 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
-def noisy(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+noisy = random_image
 
 
 def encoded(arr: np.ndarray, fmt: str = "PNG") -> bytes:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import tiny_model
+from conftest import gradient_image, tiny_model
 from srcli import diffusion, engine
 from srcli import pipeline as pipeline_module
 from srcli.cli import app
@@ -28,10 +28,7 @@ runner = CliRunner()
 
 
 def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 9, y * 11, (x + y) * 5], axis=-1).astype(np.float64) + 40
-    return np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
+    return gradient_image(h, w, seed, slopes=(9, 11, 5), offset=40)
 
 
 def make_pipe(**overrides) -> SRPipeline:

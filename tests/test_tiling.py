@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_model
+from conftest import gradient_image, tiny_model
 from srcli.diffusion import NoiseSchedule
 from srcli.imageio import ImageData
 from srcli.nets import ModelConfig
@@ -20,10 +20,7 @@ from srcli.tiling import _GOLDEN, _mix64, auto_tile, field_noise, mix_seed, plan
 
 
 def smooth_image(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 3, y * 3, (x + y) * 2], axis=-1).astype(np.float64) + 30
-    return np.clip(base + rng.normal(0, 15, base.shape), 0, 255).astype(np.uint8)
+    return gradient_image(h, w, seed, slopes=(3, 3, 2), offset=30, noise=15)
 
 
 # -- noise ------------------------------------------------------------------------------------------
