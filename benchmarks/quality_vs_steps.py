@@ -6,7 +6,7 @@ bicubic, Lanczos and RRDB-encoder baselines, at 4x.
 
 The validation split is 10 HR crops of 256x256 (``srcli prepare-data data/`` rebuilds it in
 data/val).  Every row is ``srcli.evaluate`` on the whole split, one sample per image (seed 0), with
-the metrics of DESIGN.md section 4: PSNR/SSIM on Y with a 4 px border, LR-PSNR.
+the metrics of docs/protocol.md: PSNR/SSIM on Y with a 4 px border, LR-PSNR.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ default strength of the scale from its default start image, the encoder's regres
 (``pipeline.DEFAULT_STRENGTH``, filled from strength_sweep.py), and the same from the bicubic image
 (Diff-SR's start, ``--init bicubic``); and
 the same rows at 8x, which runs as a cascade (4x, then 2x with half the steps).  Every number is
-``srcli.evaluate`` on the 10 crops of 256x256 (25 ddpm steps, seed 0, the metrics of DESIGN.md
-section 4).  Where the default strength of every pass is 1.0 the srcli rows are one run.
+``srcli.evaluate`` on the 10 crops of 256x256 (25 ddpm steps, seed 0, the metrics of
+docs/protocol.md).  Where the default strength of every pass is 1.0 the srcli rows are one run.
 
 Cost with the shipped c=32 model (~0.25 s per U-Net step at 256x256 on 2 idle cores): full strength
 is 10 crops x 25 steps = ~65 s per scale, a default strength F about F times that; 8x is ~50 s per

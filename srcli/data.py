@@ -1,7 +1,8 @@
 """Training data: random HR patches with LR made on the fly, and the reproducible data recipe.
 
-The degradation is the protocol's (Pillow bicubic with antialiasing on 8-bit RGB, docs/protocol.md)
-or, with ``degradation="real"``, the second-order real-world model of :mod:`srcli.degrade`.
+The degradation is the protocol's (Pillow bicubic with antialiasing on 8-bit RGB; docs/protocol.md,
+"Making the LR input") or, with ``degradation="real"``, the second-order real-world model of
+:mod:`srcli.degrade`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation on a folder of HR images with the protocol of DESIGN.md section 4.
+"""Evaluation on a folder of HR images with the protocol of docs/protocol.md.
 
     pipe = SRPipeline.from_pretrained()
     report = evaluate_folder("val/", pipe, scale=4, steps=25, samples=4)

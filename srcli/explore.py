@@ -125,7 +125,7 @@ def _to_uint8_list(x: torch.Tensor) -> list[np.ndarray]:
 
 @dataclass
 class DiverseSamples:
-    """N SR samples of one LR input and how much they disagree (DESIGN.md section 4)."""
+    """N SR samples of one LR input and how much they disagree (docs/protocol.md, "Metrics": sigma)."""
 
     lr: np.ndarray  # the input (h, w, 3)
     bicubic: np.ndarray  # up(x_L), the starting point of the residual (H, W, 3)

@@ -1,4 +1,4 @@
-"""The SR literature's quality metrics, in one place (DESIGN.md section 4).
+"""The SR literature's quality metrics, in one place (docs/protocol.md, "Metrics").
 
 All functions take uint8 RGB arrays (H, W, 3) as written to disk, so numbers match what a user
 measures on the files: PSNR and SSIM on the BT.601 Y channel (float, not rounded to 8 bits) with

@@ -119,7 +119,7 @@ def converted(official, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------
 # an independent reference forward pass: plain functional ops on the raw state dict, following
-# DESIGN.md section 2 (not srcli.nets)
+# docs/design.md, "The networks" (not srcli.nets)
 
 
 def mish(x):

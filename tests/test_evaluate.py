@@ -24,7 +24,7 @@ from srcli.pipeline import UsageError
 runner = CliRunner()
 
 
-# -- an independent implementation of DESIGN.md section 4 --------------------------------------
+# -- an independent implementation of docs/protocol.md --------------------------------------
 def ref_y(rgb: np.ndarray) -> np.ndarray:
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
     return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0

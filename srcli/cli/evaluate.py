@@ -1,4 +1,4 @@
-"""``srcli eval``: the quality protocol of DESIGN.md section 4 on a folder of HR images."""
+"""``srcli eval``: the quality protocol of docs/protocol.md on a folder of HR images."""
 
 from __future__ import annotations
 
