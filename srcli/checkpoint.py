@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +23,7 @@ from .nets import ModelConfig, SRDiffModel
 
 FORMAT = "srcli"
 FORMAT_VERSION = "1"
+SCHEDULE_TENSOR = "schedule.betas"
 
 
 class CheckpointError(Exception):
@@ -43,7 +44,7 @@ def save_checkpoint(
         if half and value.is_floating_point():
             value = value.half()
         tensors[name] = value.contiguous()
-    tensors["schedule.betas"] = schedule.betas.clone()
+    tensors[SCHEDULE_TENSOR] = schedule.betas.clone()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -61,43 +62,96 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes of the model ``cfg`` describes, without allocating it (meta device;
+    ``ModelConfig`` bounds every size, so this is quick for any config that constructs)."""
+    with torch.device("meta"):
+        model = SRDiffModel(cfg)
+    return {name: tuple(value.shape) for name, value in model.state_dict().items()}
+
+
+def _examples(names: list[str], limit: int = 3) -> str:
+    more = f", +{len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_layout(expected: Mapping[str, tuple[int, ...]], given: Mapping[str, tuple[int, ...]], what: str) -> None:
+    """Every expected tensor given, nothing else, every shape right; otherwise CheckpointError
+    ``"{what}: ..."`` saying what is off.  Runs on shapes alone, before any model or tensor is built,
+    so a file cannot make srcli allocate more than its own tensors."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(given[k])} (expected {tuple(expected[k])})" for k in set(given) & set(expected) if tuple(given[k]) != tuple(expected[k])
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing ({_examples(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
+    if wrong:
+        problems.append(f"{len(wrong)} with a wrong shape ({_examples(wrong, 2)})")
+    if problems:
+        raise CheckpointError(f"{what}: " + "; ".join(problems))
+
+
+def check_weight_values(tensors: Mapping[str, torch.Tensor], source: str) -> None:
+    """Weights must be finite floating-point numbers: NaN/Inf or integer/bool tensors would give black
+    images reported as fine."""
+    bad = sorted(k for k, v in tensors.items() if not v.is_floating_point() or not bool(torch.isfinite(v).all()))
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensors are not finite floating-point values ({_examples(bad)})")
+
+
+def schedule_from_betas(betas: Any, source: str) -> NoiseSchedule:
+    """The noise schedule of a file's betas (``NoiseSchedule`` checks them); CheckpointError if unusable."""
+    if isinstance(betas, torch.Tensor) and not betas.is_floating_point():
+        raise CheckpointError(f"{source}: unusable betas (not floating-point: {betas.dtype})")
+    try:
+        return NoiseSchedule(betas.double() if isinstance(betas, torch.Tensor) else betas)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: unusable betas ({exc})") from None
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a safetensors header (no tensor data is read)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def load_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[SRDiffModel, NoiseSchedule, dict[str, Any]]:
-    """Rebuild (model in eval mode, schedule, info) from a srcli safetensors file."""
+    """Rebuild (model in eval mode, schedule, info) from a srcli safetensors file.  The file is
+    untrusted: its config is bounded (``ModelConfig``) and checked against its tensor names and
+    shapes before anything is built, and the weights and betas are checked before they are used."""
     path = Path(path)
     meta = read_metadata(path)
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: not a srcli checkpoint (no srcli config in its metadata)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {meta.get('format_version')!r} is not one this srcli reads ({FORMAT_VERSION!r}; a newer srcli wrote it?)"
+        )
     try:
         cfg = ModelConfig.from_json(meta["config"])
         info = json.loads(meta.get("info", "{}"))
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: bad model config in metadata ({exc})") from None
-    tensors = load_file(str(path))
-    betas = tensors.pop("schedule.betas", None)
-    if betas is None:
-        raise CheckpointError(f"{path}: missing tensor schedule.betas")
-    model = SRDiffModel(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: tensors do not match its config ({len(missing)} missing, e.g. {missing[:2]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
-    for name, value in tensors.items():
-        if tuple(value.shape) != tuple(expected[name].shape):
-            raise CheckpointError(
-                f"{path}: tensor {name} has shape {tuple(value.shape)}, its config needs {tuple(expected[name].shape)}"
-            )
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        raise CheckpointError(f"{path}: bad model config in metadata ({' '.join(str(exc).split())})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: bad info in metadata (a JSON object expected, found {type(info).__name__})")
+    expected = {**expected_shapes(cfg), SCHEDULE_TENSOR: (cfg.timesteps,)}
+    check_layout(expected, _header_shapes(path), f"{path}: tensors do not match its config")
     try:
-        schedule = NoiseSchedule(betas.double())
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: bad schedule ({exc})") from None
-    if schedule.T != cfg.timesteps:
-        raise CheckpointError(f"{path}: schedule has {schedule.T} steps, config says {cfg.timesteps}")
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    schedule = schedule_from_betas(tensors.pop(SCHEDULE_TENSOR), str(path))
+    check_weight_values(tensors, str(path))
+    model = SRDiffModel(cfg)
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.to(device).eval(), schedule, info
 

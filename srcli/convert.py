@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError, check_layout, check_weight_values, expected_shapes, save_checkpoint, schedule_from_betas
 from .diffusion import NoiseSchedule, cosine_betas
 from .nets import ModelConfig, SRDiffModel, count_parameters
 from .pipeline import UsageError
@@ -174,6 +174,9 @@ def infer_config(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> 
             raise CheckpointError(f"{source}: {key} has {width} channels, not a multiple of the U-Net width {dim}")
         mults.append(width // dim)
     trunk = {int(m.group(1)) for k in sd if (m := re.match(r"rrdb\.RRDB_trunk\.(\d+)\.", k))}
+    if trunk != set(range(len(trunk))):  # a stray rrdb.RRDB_trunk.200000.* must not ask for 200001 blocks
+        gap = next(i for i in range(len(trunk) + 1) if i not in trunk)
+        raise CheckpointError(f"{source}: RRDB blocks are not numbered 0..{len(trunk) - 1} (found block {max(trunk)}, missing {gap})")
     betas = sd.get(SCHEDULE_KEY)
     try:
         return ModelConfig(
@@ -198,37 +201,12 @@ def _describe(cfg: ModelConfig) -> str:
     return f"{cfg.scale}x, {cfg.rrdb_blocks} RRDB blocks, U-Net {cfg.unet_dim} x {mults}"
 
 
-def _examples(names: list[str], limit: int = 3) -> str:
-    more = f", +{len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def _match_layout(model: SRDiffModel, sd: Mapping[str, torch.Tensor], source: str) -> None:
-    """Every network tensor used, none missing, every shape right; otherwise one line saying what is off."""
-    expected = model.state_dict()
-    given = {k for k in sd if k != SCHEDULE_KEY and k not in DERIVED_BUFFERS}
-    missing = sorted(set(expected) - given)
-    unexpected = sorted(given - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(sd[k].shape)} (expected {tuple(expected[k].shape)})"
-        for k in given & set(expected)
-        if sd[k].shape != expected[k].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({_examples(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
-    if wrong:
-        problems.append(f"{len(wrong)} with a wrong shape ({_examples(wrong, 2)})")
-    if problems:
-        raise CheckpointError(
-            f"{source}: tensors do not match the SRDiff layout inferred from it ({_describe(model.config)}): "
-            + "; ".join(problems)
-        )
-    bad = sorted(k for k in given if not sd[k].is_floating_point() or not bool(torch.isfinite(sd[k]).all()))
-    if bad:
-        raise CheckpointError(f"{source}: {len(bad)} tensors are not finite floating-point values ({_examples(bad)})")
+def _match_layout(cfg: ModelConfig, sd: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every network tensor used, none missing, every shape right, all finite floats (the checks of
+    srcli's own loader, ``checkpoint.check_layout``), before any model is built."""
+    given = {k: tuple(v.shape) for k, v in sd.items() if k != SCHEDULE_KEY and k not in DERIVED_BUFFERS}
+    check_layout(expected_shapes(cfg), given, f"{source}: tensors do not match the SRDiff layout inferred from it ({_describe(cfg)})")
+    check_weight_values({k: sd[k] for k in given}, source)
 
 
 def official_to_srcli(ckpt_path: str | Path) -> tuple[SRDiffModel, NoiseSchedule, dict[str, Any]]:
@@ -236,9 +214,9 @@ def official_to_srcli(ckpt_path: str | Path) -> tuple[SRDiffModel, NoiseSchedule
     source = str(ckpt_path)
     sd, extras = extract_state_dict(load_untrusted(ckpt_path), source)
     cfg = infer_config(sd, source)
+    _match_layout(cfg, sd, source)
     with torch.device("meta"):  # shapes only: every tensor is replaced by the file's below
         model = SRDiffModel(cfg)
-    _match_layout(model, sd, source)
     weights = {k: v.float().contiguous() for k, v in sd.items() if k.startswith(_NET_PREFIXES)}
     model.load_state_dict(weights, strict=True, assign=True)
 
@@ -248,12 +226,11 @@ def official_to_srcli(ckpt_path: str | Path) -> tuple[SRDiffModel, NoiseSchedule
         # only the networks were given: the authors' hparams say cosine, T = 100
         betas_np, schedule_source = nichol, "cosine (recomputed: the file has no betas)"
     else:
+        if not betas.is_floating_point():
+            raise CheckpointError(f"{source}: unusable betas (not floating-point: {betas.dtype})")
         betas_np = betas.detach().double().numpy()
         schedule_source = "the checkpoint's betas"
-    try:
-        schedule = NoiseSchedule(betas_np)
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: unusable betas ({exc})") from None
+    schedule = schedule_from_betas(betas_np, source)
     cosine_diff = float(np.abs(betas_np - nichol).max())
 
     info = {

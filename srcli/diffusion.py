@@ -67,6 +67,10 @@ class NoiseSchedule:
         self.posterior_variance = betas * (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod)
         self.posterior_mean_coef1 = betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1 - self.alphas_cumprod_prev) * alphas.sqrt() / (1 - self.alphas_cumprod)
+        # betas in (0, 1) can still be unusable: so small that 1 - abar(1) rounds to 0, or so large
+        # that abar(T) underflows to 0; either makes the samplers divide by zero (black images)
+        if not bool((self.alphas_cumprod > 0).all() and (self.alphas_cumprod < 1).all()):
+            raise ValueError("betas must keep abar(t) strictly between 0 and 1 in float64 (too small or too large betas)")
 
     @classmethod
     def named(cls, name: str, timesteps: int) -> "NoiseSchedule":

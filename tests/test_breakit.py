@@ -126,3 +126,121 @@ def test_markup_and_control_characters_in_names_are_printed_literally(tmp_path, 
     assert f"error: {tmp_path}/evil\\n\\x1b[31mred.png: not a recognised image" in stderr
     assert "\x1b[31m" not in stderr
     assert (tmp_path / "good_x2.png").is_file()  # the batch went on
+
+
+# -- 4, 7, 8. untrusted checkpoints: bad values, absurd sizes, bad config values ----------------------------
+
+
+def write_checkpoint(path: Path, tensors: dict, config: dict | str, **meta: str) -> Path:
+    metadata = {"format": "srcli", "format_version": "1", "info": "{}", **meta,
+                "config": config if isinstance(config, str) else json.dumps(config)}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def edited_checkpoint(tiny_checkpoint: Path, out: Path, tensors=None, config=None, **meta: str) -> Path:
+    """The tiny checkpoint with some tensors, config fields or metadata replaced."""
+    base = load_file(str(tiny_checkpoint))
+    with safe_open_meta(tiny_checkpoint) as original:
+        cfg = json.loads(original["config"])
+    cfg.update(config or {})
+    return write_checkpoint(out, {**base, **(tensors or {})}, cfg, **meta)
+
+
+class safe_open_meta:
+    def __init__(self, path: Path):
+        from safetensors import safe_open
+
+        self.handle = safe_open(str(path), framework="pt")
+
+    def __enter__(self) -> dict:
+        return self.handle.__enter__().metadata()
+
+    def __exit__(self, *exc) -> None:
+        self.handle.__exit__(*exc)
+
+
+WEIGHT = "rrdb.conv_last.weight"
+
+
+def _nan(shape):
+    t = torch.zeros(shape)
+    t.view(-1)[0] = float("nan")
+    return t
+
+
+BAD_CHECKPOINTS = {
+    "nan weight": (dict(tensors={WEIGHT: _nan((3, 8, 3, 3))}), "not finite floating-point"),
+    "inf weight": (dict(tensors={WEIGHT: torch.full((3, 8, 3, 3), float("inf"))}), "not finite floating-point"),
+    "int8 weight": (dict(tensors={WEIGHT: torch.zeros((3, 8, 3, 3), dtype=torch.int8)}), "not finite floating-point"),
+    "bool weight": (dict(tensors={WEIGHT: torch.zeros((3, 8, 3, 3), dtype=torch.bool)}), "not finite floating-point"),
+    "res_rescale 0": (dict(config={"res_rescale": 0}), "res_rescale"),
+    "res_rescale nan": (dict(config={"res_rescale": float("nan")}), "res_rescale"),
+    "tiny betas": (dict(tensors={"schedule.betas": torch.full((20,), 1e-20, dtype=torch.float64)}), "unusable betas"),
+    "int betas": (dict(tensors={"schedule.betas": torch.zeros(20, dtype=torch.int64)}), "unusable betas"),
+    "format_version 2": (dict(format_version="2"), "format_version '2'"),
+    "unet_dim abc": (dict(config={"unet_dim": "abc"}), "unet_dim must be an integer"),
+    "unet_dim 32.5": (dict(config={"unet_dim": 32.5}), "unet_dim must be an integer"),
+    "unet_dim -32": (dict(config={"unet_dim": -32}), "unet_dim must be an integer"),
+    "three train_scales": (dict(config={"train_scales": [2, 3, 4]}), "train_scales"),
+    "timesteps as a string": (dict(config={"timesteps": "20"}), "timesteps must be an integer"),
+    "info a list": (dict(info="[1, 2]"), "bad info"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS, ids=list(BAD_CHECKPOINTS))
+def test_the_loader_refuses_bad_checkpoints_with_one_line(case, tmp_path, tiny_checkpoint):
+    edit, message = BAD_CHECKPOINTS[case]
+    bad = edited_checkpoint(tiny_checkpoint, tmp_path / "bad.safetensors", **edit)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    save(tmp_path / "a.png", 8, 8)
+    result = upscale(str(tmp_path / "a.png"), "--scale", "2", weights=bad)
+    assert message.split("'")[0] in one_line_error(result, 2)
+    assert not (tmp_path / "a_x2.png").exists()
+
+
+def _no_real_model(monkeypatch, *modules) -> list[str]:
+    """Make building an SRDiffModel anywhere but on the meta device (shapes only) fail the test."""
+    from srcli.nets import SRDiffModel
+
+    built: list[str] = []
+
+    def guarded(cfg):
+        device = torch.empty(0).device.type
+        built.append(device)
+        assert device == "meta", "a model was built before the file's tensors were checked"
+        return SRDiffModel(cfg)
+
+    for module in modules:
+        monkeypatch.setattr(module, "SRDiffModel", guarded)
+    return built
+
+
+@pytest.mark.parametrize("blocks", [64, 3000, 200000])
+def test_a_config_asking_for_a_huge_model_is_refused_before_building_it(blocks, tmp_path, tiny_checkpoint, monkeypatch):
+    import srcli.checkpoint
+
+    config = {**json.loads(tiny_model().config.to_json()), "rrdb_blocks": blocks}
+    betas = load_file(str(tiny_checkpoint))["schedule.betas"]
+    bad = write_checkpoint(tmp_path / "huge.safetensors", {"schedule.betas": betas}, config)  # a file of 1 KB
+    assert bad.stat().st_size < 2000
+    _no_real_model(monkeypatch, srcli.checkpoint)
+    with pytest.raises(CheckpointError, match="rrdb_blocks must be an integer" if blocks > 64 else "missing") as err:
+        load_checkpoint(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_convert_refuses_a_stray_block_name_without_allocating(tmp_path, monkeypatch):
+    import srcli.checkpoint
+    import srcli.convert
+    from test_convert import official_state_dict, save_authors_ckpt
+
+    sd = official_state_dict("celeba_8x")
+    sd["rrdb.RRDB_trunk.200000.RDB1.conv1.weight"] = torch.zeros(1)
+    ckpt = save_authors_ckpt(tmp_path / "stray.ckpt", sd)
+    _no_real_model(monkeypatch, srcli.checkpoint, srcli.convert)
+    result = runner.invoke(app, ["convert", str(ckpt), str(tmp_path / "out.safetensors")])
+    assert "RRDB blocks are not numbered" in one_line_error(result, 2)
+    assert not (tmp_path / "out.safetensors").exists()

@@ -114,11 +114,11 @@ def test_checkpoint_errors(tmp_path, tiny_checkpoint):
     bad = tmp_path / "bad.safetensors"
     # a shape that does not match the config
     name = "denoise_fn.final_conv.1.weight"
-    save_file({**tensors, name: torch.zeros(3, 5, 1, 1)}, str(bad), metadata={"format": "srcli", "config": tiny_config().to_json()})
+    save_file({**tensors, name: torch.zeros(3, 5, 1, 1)}, str(bad), metadata={"format": "srcli", "format_version": "1", "config": tiny_config().to_json()})
     with pytest.raises(CheckpointError, match="shape"):
         load_checkpoint(bad)
     # a missing tensor
-    save_file({k: v for k, v in tensors.items() if k != name}, str(bad), metadata={"format": "srcli", "config": tiny_config().to_json()})
+    save_file({k: v for k, v in tensors.items() if k != name}, str(bad), metadata={"format": "srcli", "format_version": "1", "config": tiny_config().to_json()})
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(bad)
     # not srcli metadata
