@@ -93,7 +93,7 @@ class EvalReport:
             out[method] = Scores(
                 psnr_y=float(np.mean([r.psnr_y for r in rows])),
                 ssim_y=float(np.mean([r.ssim_y for r in rows])),
-                lr_psnr=float(np.mean([r.lr_psnr for r in rows])),
+                lr_psnr=pooled_psnr([r.lr_psnr for r in rows]),
                 seconds=float(np.mean([r.seconds for r in rows])),
                 sigma=float(np.mean(sigmas)) if sigmas else None,
                 block_grid=_mean_or_none([r.block_grid for r in rows]),
@@ -116,6 +116,13 @@ class EvalReport:
 def _mean_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None
+
+
+def pooled_psnr(values: Sequence[float]) -> float:
+    """The PSNR of the mean squared error over images: a mean in dB would be infinite as soon as one
+    output downscales exactly to its input (LR-PSNR inf), which hides the others."""
+    mse = float(np.mean([10.0 ** (-v / 10.0) for v in values]))  # relative to peak^2; inf -> 0
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def _finite(value: Any) -> Any:

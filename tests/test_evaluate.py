@@ -235,3 +235,10 @@ def test_help_has_examples():
     result = runner.invoke(app, ["eval", "--help"])
     assert result.exit_code == 0
     assert "srcli eval data/val --scale 4" in result.stdout
+
+
+def test_lr_psnr_mean_stays_finite_when_one_image_is_exact():
+    from srcli.evaluate import pooled_psnr
+
+    assert pooled_psnr([float("inf"), 40.0]) == pytest.approx(40.0 + 10 * np.log10(2))
+    assert pooled_psnr([30.0, 30.0]) == pytest.approx(30.0) and pooled_psnr([float("inf")]) == float("inf")
