@@ -83,12 +83,33 @@ def resolve_device(device: str = "auto") -> torch.device:
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16).  Elsewhere oneDNN
+    emulates bf16, slower than fp32, so auto precision stays fp32 there."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype of the networks' weights and activations: auto -> fp16 on CUDA, fp32 on the CPU.
-    Every precision runs on every device (fp16 on the CPU is slow but is the exact code path CUDA
-    runs); image-space tensors stay float32 whatever is chosen."""
+    """The dtype of the networks' weights and activations: auto -> fp16 on CUDA, bf16 on a CPU with
+    native bf16 (``cpu_has_native_bf16``), else fp32.  Every precision runs on every device (fp16 on
+    the CPU is slow but is the exact code path CUDA runs); image-space tensors stay float32 whatever
+    is chosen."""
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r} (choose auto, {', '.join(PRECISIONS)})")
     return PRECISIONS[precision]

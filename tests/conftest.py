@@ -73,3 +73,12 @@ def gradient_image(
 def rgb_image():
     """A 24x20 textured RGB test image (uint8)."""
     return gradient_image(20, 24, slopes=(10, 12, 5), noise=20)
+
+
+@pytest.fixture(autouse=True)
+def _auto_precision_is_fp32(monkeypatch):
+    """Expected values are fp32's: on a CPU with native bf16 "auto" would pick bf16, so the tests
+    pin it (tests/test_precision.py covers the detection and every precision explicitly)."""
+    import srcli.pipeline
+
+    monkeypatch.setattr(srcli.pipeline, "cpu_has_native_bf16", lambda: False)
