@@ -18,6 +18,7 @@ from srcli.imageio import ImageData
 from srcli.ops import array_to_tensor, resize
 from srcli.pipeline import SRPipeline
 
+NATIVE_BF16 = pipeline.cpu_has_native_bf16  # the real detection (imported before conftest pins it)
 FLOORS = {"fp16": 40.0, "bf16": 35.0}  # PSNR (dB) of a half-precision result against fp32
 
 
@@ -115,6 +116,7 @@ def test_cli_fp16_on_the_cpu(tiny_checkpoint, tmp_path):
     [({"avx2", "avx512f"}, torch.float32), ({"avx2", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16), (set(), torch.float32)],
 )
 def test_auto_precision_follows_native_bf16(monkeypatch, flags, expected):
+    monkeypatch.setattr(pipeline, "cpu_has_native_bf16", NATIVE_BF16)  # undo conftest's pin
     monkeypatch.setattr(pipeline, "cpu_flags", lambda path="/proc/cpuinfo": flags)
     assert pipeline.resolve_precision("auto", torch.device("cpu")) == expected
     assert pipeline.resolve_precision("fp32", torch.device("cpu")) == torch.float32
