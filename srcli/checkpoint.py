@@ -155,3 +155,17 @@ def load_checkpoint(
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.to(device).eval(), schedule, info
 
+
+
+def update_info(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into a checkpoint's ``info`` metadata and rewrite the file atomically (the
+    tensors are copied as they are).  How a sweep records the settings it chose in the model file."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a srcli checkpoint")
+    info = {**json.loads(meta.get("info", "{}")), **fields}
+    tensors = load_file(str(path))
+    meta["info"] = json.dumps(info, sort_keys=True)
+    atomic_write_bytes(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    return info

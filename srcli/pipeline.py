@@ -183,10 +183,31 @@ def check_consistency(consistency: Optional[int]) -> Optional[int]:
     return consistency
 
 
-def default_strength(scale: float, init: str = DEFAULT_INIT) -> float:
-    """The strength of a pass at ``scale`` from ``DEFAULT_STRENGTH`` (linear between its entries)."""
-    scales, strengths = zip(*sorted(DEFAULT_STRENGTH[check_init(init)].items()))
+def default_strength(scale: float, init: str = DEFAULT_INIT, table: Optional[dict] = None) -> float:
+    """The strength of a pass at ``scale`` (linear between the entries of the table): from a model's
+    own ``table`` ({init: {scale: strength}}, its ``info["default_strength"]``, written by the sweep
+    that chose it) where it has one for ``init``, else from ``DEFAULT_STRENGTH`` (the clean model's)."""
+    init = check_init(init)
+    own = (table or {}).get(init)
+    entries = {float(k): float(v) for k, v in own.items()} if own else DEFAULT_STRENGTH[init]
+    scales, strengths = zip(*sorted(entries.items()))
     return float(np.interp(scale, scales, strengths))
+
+
+def _strength_table(table: Any, source: Optional[str]) -> Optional[dict]:
+    """A checkpoint's own default strengths, checked: {init: {scale: strength in (0, 1]}}."""
+    if table is None:
+        return None
+    try:
+        ok = isinstance(table, dict) and all(
+            init in INITS and isinstance(rows, dict) and rows
+            and all(1 < float(k) <= MAX_SCALE and 0 < float(v) <= 1 for k, v in rows.items())
+            for init, rows in table.items())
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{source or 'checkpoint'}: bad default_strength table in its metadata")
+    return table
 
 
 def plan_cascade(scale: float, train_range: tuple[float, float]) -> list[float]:
@@ -291,6 +312,7 @@ class SRPipeline:
         self.unet_margin = int(self.info.get("unet_margin", DEFAULT_UNET_MARGIN))
         if self.lr_upsample not in LR_UPSAMPLERS:
             raise UsageError(f"{source or 'checkpoint'}: unknown lr_upsample {self.lr_upsample!r} in its metadata")
+        self.default_strengths = _strength_table(self.info.get("default_strength"), source)
         # the weights in the chosen dtype (not autocast): the networks cast their inputs to it and
         # return float32 (see ``nets``), so one switch covers the weights and what is fed to them
         model = model.to(device=self.device, dtype=self.dtype).eval().requires_grad_(False)
@@ -367,7 +389,7 @@ class SRPipeline:
         full = self.schedule.T if steps is None else min(steps, self.schedule.T)
         return [
             Stage(
-                f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f, init) if strength is None else strength,
+                f, steps if k == 0 else max(1, round(full / 2**k)), default_strength(f, init, self.default_strengths) if strength is None else strength,
                 init, consistency,
             )
             for k, f in enumerate(factors)

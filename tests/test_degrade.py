@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from srcli.cli import app
@@ -238,3 +239,21 @@ def test_train_fine_tunes_a_checkpoint_on_real_degradations(tmp_path, tiny_check
     assert 0 < (w - w0).abs().max() < 0.05
     conflict = runner.invoke(app, [*args, "--resume"])
     assert conflict.exit_code == 2 and "--init-from" in conflict.output
+
+
+def test_a_model_carries_its_own_default_strengths(tiny_checkpoint):
+    from srcli.checkpoint import load_checkpoint, update_info
+    from srcli.pipeline import SRPipeline, UsageError, default_strength
+
+    before = load_checkpoint(tiny_checkpoint)[0].state_dict()
+    update_info(tiny_checkpoint, default_strength={"encoder": {"2": 0.2, "4": 0.6}}, degradation="real")
+    model, _, info = load_checkpoint(tiny_checkpoint)
+    assert info["test"] is True and info["degradation"] == "real"  # merged, not replaced
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # tensors untouched
+    pipe = SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
+    assert [s.strength for s in pipe.stages(3.0)] == [pytest.approx(0.4)]  # interpolated in the model's table
+    assert pipe.stages(4.0, init="bicubic")[0].strength == default_strength(4.0, "bicubic")  # no entry: the global table
+    assert pipe.default_consistency == 0
+    update_info(tiny_checkpoint, default_strength={"encoder": {"4": 1.5}})
+    with pytest.raises(UsageError, match="default_strength"):
+        SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")

@@ -1,0 +1,94 @@
+"""Both protocols side by side: clean (Pillow bicubic LR) and real-world (srcli.degrade LR, seeded),
+for bicubic, the shipped models' encoders and the models at their default settings.
+
+    python3 benchmarks/degraded.py                                   # ~10 min on 2 idle cores
+    python3 benchmarks/degraded.py --strengths 0,0.2,0.4,0.6 --split tune   # pick the real model's defaults
+    python3 benchmarks/degraded.py --quick --weights tiny.safetensors --real-weights tiny.safetensors
+
+Every number is ``srcli.evaluate`` at 4x on the 256x256 crops of a held-out split: PSNR/SSIM on Y
+against the clean HR crop (ceil(scale) border), the JPEG block-grid measure (1.0 = no grid; only
+on the real-world protocol) and seconds per image.  The real-world LR of each crop is
+``degrade_real`` seeded with ``--degradation-seed`` and the crop's name, the same for every method.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import _common as c
+
+PROTOCOLS = ("bicubic", "real")
+
+
+def main() -> None:
+    p = c.parser(__doc__, splits=["val", "tune"])
+    p.add_argument("--real-weights", default=None, help="the real-world model (default: the shipped 'real' model)")
+    p.add_argument("--split", choices=("val", "tune"), default="val", help="which held-out split to run on")
+    p.add_argument("--scale", type=float, default=4.0)
+    p.add_argument("--strengths", default=None,
+                   help="comma-separated strengths to run each model at, besides its default (e.g. 0,0.2,0.4)")
+    p.add_argument("--degradation-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
+    args = p.parse_args()
+    from srcli.evaluate import SRCLI, evaluate_folder
+
+    folder = c.split_folder(p, args, args.split)
+    threads = c.setup(args)
+    limit = args.limit or (2 if args.quick else None)
+    steps = 2 if args.quick else None
+    models = {"clean": c.load_pipeline(args.weights or "clean"), "real": c.load_pipeline(args.real_weights or "real")}
+    strengths: list[Optional[float]] = [None]
+    if args.strengths:
+        strengths += [float(s) for s in args.strengths.split(",")]
+
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for protocol in PROTOCOLS:
+        common = dict(limit=limit, scale=args.scale, seed=args.seed, degradation=protocol,
+                      degradation_seed=args.degradation_seed)
+        if steps:
+            common["steps"] = steps
+        for name, pipe in models.items():
+            baselines = ["encoder"] + (["bicubic"] if name == "clean" else [])
+            for strength in strengths:
+                report = evaluate_folder(folder, pipe, strength=strength, baselines=baselines if strength is None else [],
+                                         **common)
+                if report.failed:
+                    raise SystemExit(f"could not evaluate: {report.failed}")
+                for method, s in report.mean().items():
+                    if method == SRCLI:
+                        label = f"{name} model, " + ("default strength" if strength is None else f"strength {strength:g}")
+                        used = " then ".join(f"{st['strength']:g}" for st in report.settings["stages"])
+                    else:
+                        label, used = ("bicubic" if method == "bicubic" else f"{name} model, encoder only"), "-"
+                    row = {"protocol": protocol, "method": label, "strength": used, "psnr_y": s.psnr_y, "ssim_y": s.ssim_y,
+                           "block_grid": s.block_grid, "lr_psnr": s.lr_psnr, "seconds": s.seconds,
+                           "images": len(report.images)}
+                    rows.append(row)
+                    print(row, flush=True)
+    elapsed = time.perf_counter() - start
+    info = c.machine_info(args, models["real"].source)
+    data = {"machine": info, "models": {k: v.describe() for k, v in models.items()}, "split": str(folder),
+            "scale": args.scale, "seed": args.seed, "degradation_seed": args.degradation_seed, "threads": threads,
+            "rows": rows, "seconds_total": elapsed}
+    name = "degraded" if args.split == "val" else f"degraded-{args.split}"
+    c.write_results(args, name, data, markdown(rows, info, args, elapsed))
+
+
+def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: Any, elapsed: float) -> str:
+    out = [f"### Clean and real-world inputs at {args.scale:g}x: {rows[0]['images']} {args.split} crops\n\n", c.md_machine(info), "\n"]
+    for protocol in PROTOCOLS:
+        title = ("Clean protocol (Pillow bicubic LR)" if protocol == "bicubic"
+                 else f"Real-world protocol (srcli.degrade LR, degradation seed {args.degradation_seed})")
+        out.append(f"#### {title}\n\n")
+        table = [[r["method"], r["strength"], c.fmt(r["psnr_y"], 2), c.fmt(r["ssim_y"], 4),
+                  c.fmt(r["block_grid"], 2), c.fmt(r["seconds"], 2)] for r in rows if r["protocol"] == protocol]
+        out.append(c.md_table(["method", "strength", "PSNR-Y (dB)", "SSIM-Y", "block grid", "s / image"], table) + "\n")
+    out.append(f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n")
+    return "".join(out)
+
+
+if __name__ == "__main__":
+    main()
