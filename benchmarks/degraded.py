@@ -30,6 +30,8 @@ def main() -> None:
                    help="comma-separated strengths to run each model at, besides its default (e.g. 0,0.2,0.4)")
     p.add_argument("--degradation-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--protocols", default=",".join(PROTOCOLS), help="which protocols to run (bicubic, real)")
+    p.add_argument("--models", default="clean,real", help="which models to run (clean, real)")
     p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
     args = p.parse_args()
     from srcli.evaluate import SRCLI, evaluate_folder
@@ -38,20 +40,22 @@ def main() -> None:
     threads = c.setup(args)
     limit = args.limit or (2 if args.quick else None)
     steps = 2 if args.quick else None
-    models = {"clean": c.load_pipeline(args.weights or "clean"), "real": c.load_pipeline(args.real_weights or "real")}
+    chosen = args.models.split(",")
+    models = {name: _load(args.real_weights if name == "real" else args.weights, name) for name in ("clean", "real") if name in chosen}
+    protocols = [p_ for p_ in PROTOCOLS if p_ in args.protocols.split(",")]
     strengths: list[Optional[float]] = [None]
     if args.strengths:
         strengths += [float(s) for s in args.strengths.split(",")]
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for protocol in PROTOCOLS:
+    for protocol in protocols:
         common = dict(limit=limit, scale=args.scale, seed=args.seed, degradation=protocol,
                       degradation_seed=args.degradation_seed)
         if steps:
             common["steps"] = steps
         for name, pipe in models.items():
-            baselines = ["encoder"] + (["bicubic"] if name == "clean" else [])
+            baselines = ["encoder"] + (["bicubic"] if name == next(iter(models)) else [])
             for strength in strengths:
                 report = evaluate_folder(folder, pipe, strength=strength, baselines=baselines if strength is None else [],
                                          **common)
@@ -69,7 +73,7 @@ def main() -> None:
                     rows.append(row)
                     print(row, flush=True)
     elapsed = time.perf_counter() - start
-    info = c.machine_info(args, models["real"].source)
+    info = c.machine_info(args, next(iter(models.values())).source)
     data = {"machine": info, "models": {k: v.describe() for k, v in models.items()}, "split": str(folder),
             "scale": args.scale, "seed": args.seed, "degradation_seed": args.degradation_seed, "threads": threads,
             "rows": rows, "seconds_total": elapsed}
@@ -77,9 +81,16 @@ def main() -> None:
     c.write_results(args, name, data, markdown(rows, info, args, elapsed))
 
 
+def _load(weights: Optional[str], model: str):
+    """A file given on the command line, else the shipped model of that name, on the CPU in fp32."""
+    from srcli.pipeline import SRPipeline
+
+    return SRPipeline.from_pretrained(weights, device="cpu", precision="fp32", model=None if weights else model)
+
+
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: Any, elapsed: float) -> str:
     out = [f"### Clean and real-world inputs at {args.scale:g}x: {rows[0]['images']} {args.split} crops\n\n", c.md_machine(info), "\n"]
-    for protocol in PROTOCOLS:
+    for protocol in dict.fromkeys(r["protocol"] for r in rows):
         title = ("Clean protocol (Pillow bicubic LR)" if protocol == "bicubic"
                  else f"Real-world protocol (srcli.degrade LR, degradation seed {args.degradation_seed})")
         out.append(f"#### {title}\n\n")

@@ -257,3 +257,14 @@ def test_a_model_carries_its_own_default_strengths(tiny_checkpoint):
     update_info(tiny_checkpoint, default_strength={"encoder": {"4": 1.5}})
     with pytest.raises(UsageError, match="default_strength"):
         SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
+
+
+@pytest.mark.slow
+def test_shipped_real_model_loads_and_upscales():
+    from srcli.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(model="real", device="cpu", precision="fp32")
+    assert pipe.info["degradation"] == "real" and pipe.default_consistency == 0
+    assert pipe.stages(4.0)[0].strength == pytest.approx(0.1)  # its own default, not the clean model's
+    out = np.asarray(pipe.upscale(photo(0, 24), scale=2, seed=0, steps=4))
+    assert out.shape == (48, 48, 3)
