@@ -255,3 +255,9 @@ def test_cli_and_library_share_training_defaults():
     params = inspect.signature(train_command).parameters
     for name in ("encoder_steps", "steps", "batch", "patch", "lr", "lr_halve_every", "save_every", "val_every", "degradation"):
         assert params[name].default == getattr(defaults, name), name
+
+
+def test_model_sizes_out_of_bounds_are_one_line(photo_dir, tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(photo_dir / "train"), "--out", str(tmp_path / "w.safetensors"),
+                                      "--unet-dim", "3"])
+    assert result.exit_code == 2 and "bad model size" in result.output and "Traceback" not in result.output

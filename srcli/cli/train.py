@@ -155,10 +155,13 @@ def train_command(
     has_state = (state / "state.pt").is_file()
     if not resume and (has_state or out.exists()):
         fail(f"{out if out.exists() else state}: exists; pass --resume to continue it, or choose another --out")
-    model_cfg = ModelConfig(
-        unet_dim=unet_dim, unet_mults=_parse_mults(unet_mults), rrdb_blocks=rrdb_blocks, rrdb_nf=rrdb_nf,
-        rrdb_gc=rrdb_gc, timesteps=timesteps, train_scales=scales,
-    )
+    try:
+        model_cfg = ModelConfig(
+            unet_dim=unet_dim, unet_mults=_parse_mults(unet_mults), rrdb_blocks=rrdb_blocks, rrdb_nf=rrdb_nf,
+            rrdb_gc=rrdb_gc, timesteps=timesteps, train_scales=scales,
+        )
+    except ValueError as exc:  # sizes out of ModelConfig's bounds
+        fail(f"bad model size: {exc}")
     if init_from is not None:  # a fine-tune keeps the architecture of the weights it starts from
         try:
             model_cfg = ModelConfig.from_json(read_metadata(init_from)["config"])
