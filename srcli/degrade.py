@@ -73,10 +73,10 @@ def sinc_kernel(size: int, cutoff: float) -> np.ndarray:
     ``size``: k(r) = cutoff * J1(cutoff r) / (2 pi r), k(0) = cutoff^2 / (4 pi).  Makes ringing and
     overshoot like those of sharpened or band-limited photos."""
     x, y = _grid(size)
-    r = torch.from_numpy(np.hypot(x, y))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        k = (cutoff * torch.special.bessel_j1(cutoff * r) / (2 * math.pi * r)).numpy()
-    k[r.numpy() == 0] = cutoff**2 / (4 * math.pi)
+    r = np.hypot(x, y)
+    safe_r = np.where(r == 0, 1.0, r)  # the centre takes the limit below
+    k = cutoff * torch.special.bessel_j1(torch.from_numpy(cutoff * safe_r)).numpy() / (2 * math.pi * safe_r)
+    k[r == 0] = cutoff**2 / (4 * math.pi)
     return _normalized(k)
 
 
