@@ -21,8 +21,7 @@ import torch
 from PIL import Image
 
 from .imageio import ImageReadError, list_images, load_rgb8
-from .degrade import degrade_real
-from .metrics import degrade
+from .degrade import make_lr
 from .ops import uint8_to_tensor
 
 
@@ -116,9 +115,7 @@ class PatchSampler:
 
     def degrade(self, hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
         """HR patch -> LR patch; the real-world model draws from the sampler's generator (exact resume)."""
-        if self.degradation == "real":
-            return degrade_real(hr, lr_size, self.rng)
-        return degrade(hr, lr_size)
+        return make_lr(hr, lr_size, self.degradation, self.rng)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

@@ -17,12 +17,14 @@ import contextlib
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from .metrics import degrade
 
 KERNEL_TYPES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
@@ -199,6 +201,15 @@ def _random_noise(img: np.ndarray, r: StageRanges, rng: np.random.Generator) -> 
     if rng.random() < r.gaussian_noise_prob:
         return gaussian_noise(img, rng.uniform(*r.noise_sigma), gray, rng)
     return poisson_noise(img, rng.uniform(*r.poisson_scale), gray, rng)
+
+
+def make_lr(hr: np.ndarray, lr_size: tuple[int, int], degradation: str, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The LR input of an HR image by name: "bicubic" (the clean protocol, ``metrics.degrade``) or
+    "real" (``degrade_real``, drawing from ``rng``).  The one dispatch training, validation and
+    ``srcli eval`` share."""
+    if degradation == "real":
+        return degrade_real(hr, lr_size, rng)
+    return degrade(hr, lr_size)
 
 
 def _blur_resize_noise(img: np.ndarray, r: StageRanges, rng: np.random.Generator, base: tuple[int, int]) -> np.ndarray:

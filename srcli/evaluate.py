@@ -33,9 +33,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import DEGRADATIONS, textured_crops
-from .degrade import degrade_real
+from .degrade import make_lr
 from .imageio import ImageReadError, list_images, load_rgb8
-from .metrics import block_grid, border_for, degrade, diversity_sigma, lr_psnr, psnr_y, ssim_y
+from .metrics import block_grid, border_for, diversity_sigma, lr_psnr, psnr_y, ssim_y
 from .ops import tensor_to_uint8
 from .pipeline import (
     DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_tile,
@@ -162,10 +162,8 @@ def protocol_pair(
     if lr_h < 1 or lr_w < 1 or min(hr_h, hr_w) - 2 * border_for(scale) < SSIM_WINDOW:
         raise ValueError(f"{w}x{h} is too small to evaluate at {scale:g}x")
     hr = np.ascontiguousarray(hr[:hr_h, :hr_w])
-    if degradation == "real":
-        rng = np.random.default_rng([degradation_seed, zlib.crc32(name.encode())])
-        return hr, degrade_real(hr, (lr_w, lr_h), rng)
-    return hr, degrade(hr, (lr_w, lr_h))
+    rng = np.random.default_rng([degradation_seed, zlib.crc32(name.encode())])
+    return hr, make_lr(hr, (lr_w, lr_h), degradation, rng)
 
 
 def interpolate(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:

@@ -37,11 +37,11 @@ from torch import nn
 
 from .checkpoint import atomic_write_bytes, load_checkpoint, read_metadata, save_checkpoint
 from .data import PatchSampler
-from .degrade import degrade_real
+from .degrade import make_lr
 from .diffusion import NoiseSchedule, training_loss
 from .engine import Conditioned, seeded_noise, super_resolve, to_residual
 from .imageio import list_images, load_rgb8
-from .metrics import degrade, lr_psnr, psnr_y, ssim_y
+from .metrics import lr_psnr, psnr_y, ssim_y
 from .nets import ModelConfig, SRDiffModel, count_parameters
 from .ops import resize, tensor_to_uint8, uint8_to_tensor
 
@@ -427,9 +427,7 @@ class Trainer:
     def val_lr(self, hr: np.ndarray, lr_size: tuple[int, int], index: int) -> np.ndarray:
         """The LR of validation image ``index``: the same every time (the real-world degradation is
         seeded by the image's index), so validation numbers of one run compare."""
-        if self.cfg.degradation == "real":
-            return degrade_real(hr, lr_size, np.random.default_rng(index))
-        return degrade(hr, lr_size)
+        return make_lr(hr, lr_size, self.cfg.degradation, np.random.default_rng(index))
 
     @torch.no_grad()
     def validate(self, n_images: Optional[int] = None) -> dict:
