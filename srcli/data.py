@@ -52,10 +52,14 @@ class PatchSampler:
         min_std: float = 4.0,
         log=print,
         degradation: str = "bicubic",
+        clean_fraction: float = 0.0,
     ):
         if degradation not in DEGRADATIONS:
             raise ValueError(f"degradation {degradation!r}: expected one of {', '.join(DEGRADATIONS)}")
+        if not 0.0 <= clean_fraction <= 1.0:
+            raise ValueError(f"clean_fraction {clean_fraction}: expected a share in [0, 1]")
         self.degradation = degradation
+        self.clean_fraction = clean_fraction
         self.images: list[np.ndarray] = []
         self.names: list[str] = []
         for path in list_images(folder):
@@ -114,8 +118,14 @@ class PatchSampler:
         return Batch(torch.cat(hrs), torch.cat(lrs), hr_size / lr_size)
 
     def degrade(self, hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
-        """HR patch -> LR patch; the real-world model draws from the sampler's generator (exact resume)."""
-        return make_lr(hr, lr_size, self.degradation, self.rng)
+        """HR patch -> LR patch; the real-world model draws from the sampler's generator (exact resume).
+        A ``clean_fraction`` of the patches keeps the plain bicubic LR, so that a real-world model still
+        sees clean inputs and learns to leave them sharp instead of treating every input as damaged."""
+        kind = self.degradation
+        # no draw at all when the share is 0, so runs from before the option replay the same data
+        if self.clean_fraction > 0 and self.rng.random() < self.clean_fraction:
+            kind = "bicubic"
+        return make_lr(hr, lr_size, kind, self.rng)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

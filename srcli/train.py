@@ -70,6 +70,7 @@ class TrainConfig:
     val_steps: int = 20
     log_every: int = 50
     degradation: str = "bicubic"  # how LR patches are made: the protocol's bicubic or "real" (srcli.degrade)
+    clean_fraction: float = 0.0  # with degradation "real": the share of patches left plain bicubic
     init_from: Optional[str] = None  # a checkpoint whose encoder and noise predictor a fine-tune starts from
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -88,11 +89,12 @@ class TrainConfig:
         return cls(**d)
 
 
-# What a resumed run may change: how long and how fast it goes on.  The rest defines the run (its
-# data distribution, noise schedule, seed, architecture): changing it mid-run is a new run.
+# What a resumed run may change: how long and how fast it goes on, and the share of clean patches
+# (a curriculum knob of a real-world fine-tune).  The rest defines the run (its degradation, noise
+# schedule, seed, architecture): changing it mid-run is a new run.
 RESUME_OVERRIDABLE = frozenset({
     "data", "val", "encoder_steps", "steps", "batch", "lr", "lr_halve_every", "encoder_lr_halve_every",
-    "grad_clip", "ema_decay", "save_every", "val_every", "val_scale", "val_steps", "log_every",
+    "grad_clip", "ema_decay", "clean_fraction", "save_every", "val_every", "val_scale", "val_steps", "log_every",
 })
 
 
@@ -189,7 +191,7 @@ class Trainer:
         self.model = SRDiffModel(cfg.model).to(self.device)
         self.schedule = NoiseSchedule.named(cfg.schedule, cfg.model.timesteps)
         self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed + 1000 * rank(), log=log,
-                                    degradation=cfg.degradation)
+                                    degradation=cfg.degradation, clean_fraction=cfg.clean_fraction)
         self.done = {"encoder": 0, "diffusion": 0}  # steps taken in each stage
         self.ema = EMA(self.model.denoise_fn, cfg.ema_decay)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}

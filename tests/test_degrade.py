@@ -182,6 +182,56 @@ def test_patch_sampler_real_degradation_resumes_exactly(tmp_path):
         PatchSampler(tmp_path, patch=48, degradation="jpeg")
 
 
+def test_clean_fraction_mixes_plain_bicubic_patches_into_a_real_run(tmp_path):
+    from PIL import Image
+
+    from srcli.metrics import degrade
+
+    Image.fromarray(photo(0, 128)).save(tmp_path / "p.png")
+    all_clean = PatchSampler(tmp_path, patch=48, degradation="real", clean_fraction=1.0, seed=5)
+    batch = all_clean.batch(3, scale=4.0)
+    to8 = lambda t: ((t.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)  # noqa: E731  [-1, 1] -> 8 bit
+    for hr, lr in zip(batch.hr, batch.lr):
+        assert np.array_equal(to8(lr), degrade(to8(hr), (12, 12)))
+    # a share of 0 draws nothing extra: the same stream as a run made before the option existed
+    a = PatchSampler(tmp_path, patch=48, degradation="real", clean_fraction=0.0, seed=5).batch(2)
+    b = PatchSampler(tmp_path, patch=48, degradation="real", seed=5).batch(2)
+    assert torch.equal(a.lr, b.lr)
+    half = PatchSampler(tmp_path, patch=48, degradation="real", clean_fraction=0.5, seed=5)
+    kinds = []
+    for _ in range(40):
+        hr = np.ascontiguousarray(photo(1, 48))
+        kinds.append(np.array_equal(half.degrade(hr, (12, 12)), degrade(hr, (12, 12))))
+    assert 8 < sum(kinds) < 32  # about half of the patches are the clean downscale
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            PatchSampler(tmp_path, patch=48, degradation="real", clean_fraction=bad)
+
+
+def test_train_clean_fraction_is_checked_and_may_change_on_resume(tmp_path, tiny_checkpoint):
+    from PIL import Image
+
+    from srcli.checkpoint import load_checkpoint
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo(0, 96)).save(data / "p.png")
+    out = tmp_path / "m.safetensors"
+    runner = CliRunner()
+    base = ["train", "--data", str(data), "--out", str(out), "--state-dir", str(tmp_path / "state"),
+            "--encoder-steps", "1", "--steps", "1", "--batch", "1", "--patch", "32", "--val-every", "1000"]
+    assert runner.invoke(app, [*base, "--clean-fraction", "0.5"]).exit_code == 2  # bicubic runs are all clean
+    assert runner.invoke(app, [*base, "--degradation", "real", "--clean-fraction", "2"]).exit_code == 2
+    result = runner.invoke(app, [*base, "--degradation", "real", "--clean-fraction", "0.5",
+                                 "--init-from", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(out)[2]["train"]["clean_fraction"] == 0.5
+    resumed = runner.invoke(app, [*base, "--resume", "--steps", "2", "--clean-fraction", "0.2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "clean_fraction: 0.5 -> 0.2 (given on resume)" in resumed.output
+    assert load_checkpoint(out)[2]["train"]["clean_fraction"] == 0.2
+
+
 def test_degraded_protocol_is_seeded_per_image():
     hr = photo(0, 96)
     _, a = protocol_pair(hr, 4, "real", 0, "a.png")

@@ -75,7 +75,7 @@ _PARAM_FIELDS = {
     "batch": "batch", "patch": "patch", "lr": "lr", "lr_halve_every": "lr_halve_every",
     "encoder_lr_halve_every": "encoder_lr_halve_every", "ema_decay": "ema_decay", "grad_clip": "grad_clip",
     "schedule": "schedule", "seed": "seed", "save_every": "save_every", "val_every": "val_every",
-    "val_steps": "val_steps", "degradation": "degradation",
+    "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction",
     **dict.fromkeys(("unet_dim", "unet_mults", "rrdb_blocks", "rrdb_nf", "rrdb_gc", "timesteps"), "model"),
 }
 
@@ -119,6 +119,7 @@ def train_command(
         Optional[Path], typer.Option(help="Start a new run from the trained RRDB encoder of this checkpoint (same encoder size); stage 1 goes on only up to --encoder-steps.")
     ] = None,
     degradation: Annotated[str, typer.Option(help="How LR patches are made: bicubic (the clean protocol) or real (blur, noise, JPEG: srcli.degrade).")] = DEFAULTS.degradation,
+    clean_fraction: Annotated[float, typer.Option(help="With --degradation real: the share of patches left plain bicubic, so clean inputs stay sharp (0-1).")] = DEFAULTS.clean_fraction,
     init_from: Annotated[
         Optional[Path], typer.Option(help="Fine-tune: start a new run from all the weights (encoder and noise predictor) of this checkpoint, same architecture.")
     ] = None,
@@ -143,6 +144,8 @@ def train_command(
         fail("--device cuda: no CUDA device is available on this machine")
     if degradation not in DEGRADATIONS:
         fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
+    if not 0.0 <= clean_fraction <= 1.0:
+        fail(f"--clean-fraction {clean_fraction}: expected a share between 0 and 1")
     if init_from is not None and (resume or encoder_from is not None):
         fail("--init-from starts a new run from a whole checkpoint; not with --resume or --encoder-from")
     if init_from is not None and not init_from.is_file():
@@ -174,7 +177,7 @@ def train_command(
         encoder_lr_halve_every=encoder_lr_halve_every,
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
-        degradation=degradation, init_from=str(init_from) if init_from else None,
+        degradation=degradation, clean_fraction=clean_fraction, init_from=str(init_from) if init_from else None,
     )
     changes: list[str] = []
     if resume:  # the run's own config wins; flags given now may only change how it goes on
@@ -188,6 +191,8 @@ def train_command(
                 cfg, changes = merge_resumed(dataclasses.replace(saved, out=cfg.out, state_dir=cfg.state_dir), given)
             except ValueError as exc:
                 fail(str(exc))
+    if cfg.clean_fraction > 0 and cfg.degradation != "real":
+        fail("--clean-fraction mixes clean patches into --degradation real; the bicubic protocol is all clean")
     with usage_errors():
         apply_threads(threads)
     setup_distributed()
