@@ -20,15 +20,20 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing srcli
 import torch  # noqa: E402
 
 
-def parser(description: str, splits: Sequence[str] = ()) -> argparse.ArgumentParser:
+def parser(
+    description: str, splits: Sequence[str] = (), device: str = "cpu", precision: str = "fp32"
+) -> argparse.ArgumentParser:
     """The shared options; each of ``splits`` ("val", "tune") adds --val or --tune for the scripts that
-    read that split of `srcli prepare-data`."""
+    read that split of `srcli prepare-data`.  ``device``/``precision`` are the defaults of --device and
+    --precision (the README's tables are CPU fp32)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for split in splits:
         p.add_argument(f"--{split}", type=Path, default=None,
                        help=f"{SPLITS[split]} folder (default: data/{split} in or beside the checkout)")
     p.add_argument("--weights", default=None, help="checkpoint (path, name in weights/); default: the shipped model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--device", default=device, help=f"auto, cpu or cuda[:N] (default: {device})")
+    p.add_argument("--precision", default=precision, help=f"auto, fp32, fp16 or bf16 (default: {precision})")
     p.add_argument("--quick", action="store_true", help="a small smoke run; results go to results/quick/")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results)")
     p.add_argument("--default-malloc", action="store_true",
@@ -89,11 +94,29 @@ def machine_info(args: argparse.Namespace, weights: Optional[str] = None) -> dic
     return info
 
 
-def load_pipeline(weights: Optional[str]):
-    """The pipeline on the CPU in fp32 (what the README's numbers are for)."""
-    from srcli.pipeline import SRPipeline
+def load_pipeline(args: argparse.Namespace, model: Optional[str] = None, weights: Optional[str] = None):
+    """The pipeline of --weights (or, with ``model``, of ``weights`` when given, else the shipped
+    model of that name) on --device in --precision; a bad device or precision is a one-line error."""
+    from srcli.pipeline import SRPipeline, UsageError
 
-    return SRPipeline.from_pretrained(weights, device="cpu", precision="fp32")
+    if model is None:
+        weights = args.weights
+    try:
+        return SRPipeline.from_pretrained(weights, device=args.device, precision=args.precision,
+                                          model=None if weights else model)
+    except UsageError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so wall times are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_label(pipe) -> str:
+    """"cpu fp32", "cuda fp16", ...: what a table's numbers ran on."""
+    return f"{pipe.device.type} {str(pipe.dtype).replace('torch.', '')}"
 
 
 SPLITS = {"val": "validation", "tune": "tuning"}

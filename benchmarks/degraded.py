@@ -41,7 +41,8 @@ def main() -> None:
     limit = args.limit or (2 if args.quick else None)
     steps = 2 if args.quick else None
     chosen = args.models.split(",")
-    models = {name: _load(args.real_weights if name == "real" else args.weights, name) for name in ("clean", "real") if name in chosen}
+    models = {name: c.load_pipeline(args, name, args.real_weights if name == "real" else args.weights)
+              for name in ("clean", "real") if name in chosen}
     protocols = [p_ for p_ in PROTOCOLS if p_ in args.protocols.split(",")]
     strengths: list[Optional[float]] = [None]
     if args.strengths:
@@ -80,12 +81,6 @@ def main() -> None:
     name = "degraded" if args.split == "val" else f"degraded-{args.split}"
     c.write_results(args, name, data, markdown(rows, info, args, elapsed))
 
-
-def _load(weights: Optional[str], model: str):
-    """A file given on the command line, else the shipped model of that name, on the CPU in fp32."""
-    from srcli.pipeline import SRPipeline
-
-    return SRPipeline.from_pretrained(weights, device="cpu", precision="fp32", model=None if weights else model)
 
 
 def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: Any, elapsed: float) -> str:

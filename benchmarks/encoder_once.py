@@ -66,7 +66,7 @@ def main() -> None:
     threads = c.setup(args)
     sizes = args.sizes or ([16] if args.quick else [64, 128])
     steps = args.steps or (3 if args.quick else 10)
-    pipe = c.load_pipeline(args.weights)
+    pipe = c.load_pipeline(args)
     measure(pipe, 16, args.scale, 2)  # warm-up
     rows = []
     for size in sizes:
@@ -76,7 +76,7 @@ def main() -> None:
     info = c.machine_info(args, pipe.source)
     data = {"machine": info, "model": pipe.describe(), "scale": args.scale, "threads": threads, "rows": rows}
     md = (
-        f"### Encoder once vs per step: {args.scale:g}x, {steps} ddpm steps, CPU fp32, {threads} threads\n\n"
+        f"### Encoder once vs per step: {args.scale:g}x, {steps} ddpm steps, {c.run_label(pipe)}, {threads} threads\n\n"
         + c.md_machine(info) + "\n"
         + c.md_table(
             ["LR input", "SR output", "encoder (s)", "s / step, encoder once", "s / step, encoder every step",

@@ -30,9 +30,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def child(weights: Optional[str], lr_size: int, scale: float, tile: Optional[int], steps: int) -> None:
+def child(args, lr_size: int, scale: float, tile: Optional[int], steps: int) -> None:
     """One case, in its own process: print a JSON line with the high-water marks."""
-    pipe = c.load_pipeline(weights)
+    pipe = c.load_pipeline(args)
     used = pipe.tile_settings(scale, tile)[0]
     image = np.random.default_rng(lr_size).integers(0, 256, (lr_size, lr_size, 3), dtype=np.uint8)
     loaded = rss_mb()
@@ -44,7 +44,8 @@ def child(weights: Optional[str], lr_size: int, scale: float, tile: Optional[int
 
 def run_case(args, lr_size: int, tile: str) -> dict:
     cmd = [sys.executable, __file__, "--child", "--lr", str(lr_size), "--tiles", tile,
-           "--steps", str(args.steps), "--scale", str(args.scale)]
+           "--steps", str(args.steps), "--scale", str(args.scale),
+           "--device", args.device, "--precision", args.precision]
     if args.weights:
         cmd += ["--weights", args.weights]
     if args.threads:
@@ -80,7 +81,7 @@ def main() -> None:
     args = p.parse_args()
     threads = c.setup(args)
     if args.child:
-        child(args.weights, args.lr, args.scale, None if args.tiles[0] == "auto" else int(args.tiles[0]), args.steps)
+        child(args, args.lr, args.scale, None if args.tiles[0] == "auto" else int(args.tiles[0]), args.steps)
         return
     sizes = args.sizes or ([16, 32] if args.quick else [64, 128, 256, 512])
     tiles = args.tiles or (["0", "32", "auto"] if args.quick else ["0", "256", "auto"])
@@ -98,7 +99,7 @@ def main() -> None:
         return r["error"] if "error" in r else c.fmt(r[key], digits)
 
     md = (
-        f"### Peak memory: {args.scale:g}x, CPU fp32, {threads} threads\n\n"
+        f"### Peak memory: {args.scale:g}x, {args.device} {args.precision}, {threads} threads\n\n"
         + c.md_machine(info) + "\n"
         + c.md_table(
             ["LR input", "SR output", "tiling", "peak RSS (MB)", "model loaded (MB)", "image's share (MB)",

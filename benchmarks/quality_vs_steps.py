@@ -30,7 +30,7 @@ def main() -> None:
         "ddim": args.ddim if args.ddim is not None else ([2] if args.quick else [4, 8, 16]),
     }
     limit = args.limit or (2 if args.quick else None)
-    pipe = c.load_pipeline(args.weights)
+    pipe = c.load_pipeline(args)
 
     rows = []
     baselines = ("bicubic", "lanczos", "encoder")  # computed with the first srcli run only

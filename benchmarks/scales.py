@@ -43,7 +43,7 @@ def main() -> None:
     threads = c.setup(args)
     steps = args.steps or (2 if args.quick else DEFAULT_STEPS)
     limit = args.limit or (2 if args.quick else None)
-    pipe = c.load_pipeline(args.weights)
+    pipe = c.load_pipeline(args)
 
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()

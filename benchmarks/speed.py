@@ -26,14 +26,16 @@ def measure(pipe, lr_size: int, scale: float, steps: int, sampler: str) -> dict:
     image = rng.integers(0, 256, (lr_size, lr_size, 3), dtype=np.uint8)  # content does not change the cost
     hr_size = round(lr_size * scale)
     x = pipe.to_input(image)
+    c.sync(pipe.device)
     start = time.perf_counter()
     pipe.condition(x, (hr_size, hr_size))
+    c.sync(pipe.device)
     encoder = time.perf_counter() - start
 
     stamps: list[float] = []
     start = time.perf_counter()
     pipe.upscale(image, scale=scale, steps=steps, seed=0, sampler=sampler, tile=0, strength=1.0,
-                 callback=lambda d, t: stamps.append(time.perf_counter()))
+                 callback=lambda d, t: (c.sync(pipe.device), stamps.append(time.perf_counter())))
     total = time.perf_counter() - start
     intervals = np.diff(stamps).tolist()  # the first step's interval would include the encoder
     return {
@@ -57,7 +59,7 @@ def main() -> None:
     sizes = args.sizes or ([16, 32] if args.quick else [64, 128, 256, 512])
     steps = args.steps or (3 if args.quick else DEFAULT_STEPS)
     sampler = args.sampler or DEFAULT_SAMPLER
-    pipe = c.load_pipeline(args.weights)
+    pipe = c.load_pipeline(args)
     pipe.upscale(np.zeros((16, 16, 3), np.uint8), scale=args.scale, steps=2)  # warm-up: lazy init, allocator
     rows = []
     for size in sizes:
@@ -68,7 +70,7 @@ def main() -> None:
     data = {"machine": info, "model": pipe.describe(), "scale": args.scale, "sampler": sampler,
             "steps": steps, "threads": threads, "rows": rows}
     md = (
-        f"### Speed: {args.scale:g}x, {steps} {sampler} steps, CPU fp32, {threads} threads, untiled\n\n"
+        f"### Speed: {args.scale:g}x, {steps} {sampler} steps, {c.run_label(pipe)}, {threads} threads, untiled\n\n"
         + c.md_machine(info) + "\n"
         + c.md_table(
             ["LR input", "SR output", "encoder (s)", "s / step", f"end to end, {steps} steps (s)"],

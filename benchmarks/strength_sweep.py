@@ -115,7 +115,7 @@ def main() -> None:
     for split, folder in folders.items():
         paths = spread(list_images(folder), args.limit or (2 if args.quick else None))
         images[split] = [(path.name, load_rgb8(path)) for path in paths]
-    pipe = c.load_pipeline(args.weights)
+    pipe = c.load_pipeline(args)
     print(f"{steps} steps, strengths {strengths}, inits {inits}; "
           + "; ".join(f"{split}: {', '.join(n for n, _ in imgs)}" for split, imgs in images.items()), flush=True)
 
