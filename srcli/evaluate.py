@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .data import DEGRADATIONS, textured_crops
 from .degrade import make_lr
-from .imageio import ImageReadError, list_images, load_rgb8
+from .imageio import ImageData, ImageReadError, ImageWriteError, list_images, load_rgb8, write_image
 from .metrics import block_grid, border_for, diversity_sigma, lr_psnr, psnr_y, ssim_y
 from .ops import tensor_to_uint8
 from .pipeline import (
@@ -76,6 +76,8 @@ class EvalReport:
     settings: dict[str, Any]
     images: list[ImageResult] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    # why the --save-dir outputs stopped being written (a full disk, say); the scores are complete
+    save_error: Optional[str] = None
 
     @property
     def methods(self) -> list[str]:
@@ -109,6 +111,7 @@ class EvalReport:
                 "images": [asdict(im) for im in self.images],
                 "mean": {m: asdict(s) for m, s in self.mean().items()},
                 "failed": [{"name": n, "error": e} for n, e in self.failed],
+                "save_error": self.save_error,
             }
         )
 
@@ -225,6 +228,36 @@ def _safe_name(name: str) -> str:
     return Path(name).with_suffix("").as_posix().replace("/", "__")
 
 
+def output_stems(names: Sequence[str]) -> dict[str, str]:
+    """A distinct file stem per image name for the flat ``save_dir``: ``sub/n.png`` is ``sub__n``,
+    and a name that flattens (or differs only in letter case, for case-blind file systems) like an
+    earlier one gets ``_2``, ``_3``, ... (``sub__n.png`` beside ``sub/n.png``, ``n.jpg`` beside ``n.png``)."""
+    taken: set[str] = set()
+    stems: dict[str, str] = {}
+    for name in names:
+        base = stem = _safe_name(name)
+        k = 1
+        while stem.lower() in taken:
+            k += 1
+            stem = f"{base}_{k}"
+        taken.add(stem.lower())
+        stems[name] = stem
+    return stems
+
+
+def check_save_dir(hr_dir: str | Path, save_dir: Optional[str | Path]) -> None:
+    """UsageError when ``save_dir`` is the HR folder or inside it: its outputs could replace the
+    user's images and would be scored as HR images on the next run."""
+    if save_dir is None:
+        return
+    hr, out = Path(hr_dir).resolve(), Path(save_dir).resolve()
+    if out == hr or hr in out.parents:
+        raise UsageError(
+            f"--save-dir {save_dir} is inside the HR folder {hr_dir}: the outputs could overwrite HR images "
+            "and would be evaluated as HR images next time; choose a folder outside it"
+        )
+
+
 def evaluate_images(
     images: Sequence[tuple[str, np.ndarray | Callable[[], np.ndarray]]],
     pipeline: Optional[SRPipeline],
@@ -249,6 +282,9 @@ def evaluate_images(
     loader returning one) pairs.  ``strength`` None is the per-scale default, ``init`` None the
     default start image, ``consistency`` None the model's back-projection default, and ``tile`` (None: auto, 0: off) is passed to ``SRPipeline.upscale``;
     ``settings["stages"]`` records the passes.
+    With ``save_dir``, srcli's first sample and a comparison panel of every image are written there
+    as NAME_srcli.png and NAME_compare.png (``output_stems``); when a write fails the saving stops,
+    ``report.save_error`` says why, and the evaluation goes on.
     ``on_output(name, method, output, hr)`` sees every output (srcli's first sample) with its HR
     crop, for measures of one's own.
     A loader that raises ImageReadError, or an image too small for the scale, is recorded in
@@ -265,9 +301,7 @@ def evaluate_images(
     baselines = check_baselines(baselines, pipeline is not None)
     if pipeline is None and not baselines:
         raise UsageError("nothing to evaluate: no checkpoint and no baselines")
-    out_dir = Path(save_dir) if save_dir is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(save_dir) if save_dir is not None else None  # created by the first write
     settings: dict[str, Any] = {
         "scale": scale, "border": border_for(scale), "baselines": list(baselines),
         "degradation": "Pillow bicubic on 8-bit RGB" if degradation == "bicubic" else "real (srcli.degrade)",
@@ -283,6 +317,7 @@ def evaluate_images(
             stages=[asdict(s) for s in stages], **pipeline.describe()
         )
     report = EvalReport(settings)
+    stems = output_stems([name for name, _ in images])
     for index, (name, source) in enumerate(images):
         if on_image is not None:
             on_image(index, len(images), name)
@@ -318,13 +353,16 @@ def evaluate_images(
             result.scores[SRCLI] = score_samples(srs, hr, lr, scale, (time.perf_counter() - start) / samples, grid)
             if on_output is not None:
                 on_output(name, SRCLI, srs[0], hr)
-            if out_dir is not None:
-                stem = _safe_name(name)
-                Image.fromarray(srs[0]).save(out_dir / f"{stem}_{SRCLI}.png")
+            if out_dir is not None and report.save_error is None:
                 bicubic = outputs.get("bicubic")
                 if bicubic is None:
                     bicubic = interpolate(lr, size, "bicubic")
-                comparison_panel(lr, bicubic, srs[0], hr).save(out_dir / f"{stem}_compare.png")
+                panel = np.asarray(comparison_panel(lr, bicubic, srs[0], hr))
+                try:  # atomic writes; a failure (full disk) stops the saving, never the scoring
+                    write_image(out_dir / f"{stems[name]}_{SRCLI}.png", ImageData(srs[0]))
+                    write_image(out_dir / f"{stems[name]}_compare.png", ImageData(panel))
+                except ImageWriteError as exc:
+                    report.save_error = str(exc)
         report.images.append(result)
     return report
 
@@ -347,6 +385,7 @@ def evaluate_folder(
     folder = Path(hr_dir)
     if not folder.is_dir():
         raise UsageError(f"{hr_dir}: not a folder")
+    check_save_dir(folder, kwargs.get("save_dir"))
     paths = list_images(folder)
     if limit is not None:
         if limit < 1:
@@ -362,6 +401,6 @@ def evaluate_folder(
 
 __all__ = [
     "SRCLI", "BASELINES", "DEFAULT_BASELINES", "Scores", "ImageResult", "EvalReport", "check_baselines",
-    "protocol_pair", "interpolate", "score", "score_samples", "comparison_panel", "evaluate_images",
+    "protocol_pair", "interpolate", "output_stems", "check_save_dir", "score", "score_samples", "comparison_panel", "evaluate_images",
     "evaluate_folder",
 ]

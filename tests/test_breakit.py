@@ -244,3 +244,65 @@ def test_convert_refuses_a_stray_block_name_without_allocating(tmp_path, monkeyp
     result = runner.invoke(app, ["convert", str(ckpt), str(tmp_path / "out.safetensors")])
     assert "RRDB blocks are not numbered" in one_line_error(result, 2)
     assert not (tmp_path / "out.safetensors").exists()
+
+
+# -- 2. eval --save-dir: the HR folder, names that flatten alike, atomic writes, a full disk ---------------
+
+
+def evaluate(hr: Path, *args: str, weights: Path):
+    return runner.invoke(app, ["eval", str(hr), "--scale", "2", "--steps", "1", "--baselines", "bicubic",
+                               "--weights", str(weights), *args])
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_eval_refuses_a_save_dir_inside_the_hr_folder(tmp_path, tiny_checkpoint):
+    hr = tmp_path / "hr"
+    save(hr / "x.png", 24, 24)
+    mine = save(hr / "x_srcli.png", 24, 24, seed=3)  # a user's own file with an output's name
+    before = mine.read_bytes()
+    for inside in (hr, hr / "out"):
+        stderr = one_line_error(evaluate(hr, "--save-dir", str(inside), weights=tiny_checkpoint), 2)
+        assert "inside the HR folder" in stderr
+    assert mine.read_bytes() == before and not (hr / "out").exists()
+
+
+def test_eval_names_flattened_alike_are_saved_distinctly(tmp_path, tiny_checkpoint):
+    hr = tmp_path / "hr"
+    save(hr / "sub" / "n.png", 24, 24, seed=1)
+    save(hr / "sub__n.png", 24, 24, seed=2)
+    out = tmp_path / "out"
+    result = evaluate(hr, "--save-dir", str(out), weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    saved = sorted(p.name for p in out.iterdir())
+    assert saved == ["sub__n_2_compare.png", "sub__n_2_srcli.png", "sub__n_compare.png", "sub__n_srcli.png"]
+    assert not np.array_equal(np.asarray(Image.open(out / "sub__n_srcli.png")), np.asarray(Image.open(out / "sub__n_2_srcli.png")))
+
+
+def test_eval_on_a_full_disk_says_one_line_and_keeps_the_report(tmp_path, tiny_checkpoint, monkeypatch):
+    import srcli.fsutil
+
+    hr = tmp_path / "hr"
+    save(hr / "a.png", 24, 24)
+    save(hr / "b.png", 24, 24, seed=1)
+    out = tmp_path / "out"
+    monkeypatch.setattr(srcli.fsutil.os, "replace", no_space)  # the rename of the temp file fails
+    result = evaluate(hr, "--save-dir", str(out), "--json", weights=tiny_checkpoint)
+    stderr = one_line_error(result, 1)
+    assert "No space left on device" in stderr and stderr.count("error:") == 1
+    report = json.loads(result.stdout)
+    assert [im["name"] for im in report["images"]] == ["a.png", "b.png"]  # the scores are all there
+    assert "No space left" in report["save_error"]
+    assert list(out.iterdir()) == []  # no half-written file, no temp file
+
+
+def test_eval_report_to_a_full_stdout_is_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    import srcli.cli.evaluate
+
+    hr = tmp_path / "hr"
+    save(hr / "a.png", 24, 24)
+    monkeypatch.setattr(srcli.cli.evaluate, "emit_json", no_space)
+    stderr = one_line_error(evaluate(hr, "--json", weights=tiny_checkpoint), 1)
+    assert "cannot write the report" in stderr and "No space left on device" in stderr

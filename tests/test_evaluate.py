@@ -143,7 +143,7 @@ def test_eval_json_with_tiny_checkpoint(hr_folder, tiny_checkpoint):
     ref = reference_bicubic(np.asarray(Image.open(hr_folder / "a.png").convert("RGB")), 4)
     assert abs(data["images"][0]["scores"]["bicubic"]["psnr_y"] - ref["psnr_y"]) < 0.05
     mean = data["mean"]["bicubic"]["psnr_y"]
-    assert mean == pytest.approx(np.mean([im["scores"]["bicubic"]["psnr_y"] for im in data["images"]]))
+    assert mean == pytest.approx(np.mean([im["scores"]["bicubic"]["psnr_y"] for im in data["images"]]), abs=1e-3)  # rounded to 6 digits
 
 
 def test_eval_table_and_saved_files_reproduce_upscale(hr_folder, tiny_checkpoint, tiny_pipeline, tmp_path):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,14 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ..data import DEGRADATIONS
-from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, evaluate_folder
+from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, check_save_dir, evaluate_folder
 from ..pipeline import (
     DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
 )
 from .app import app
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
-    apply_threads, err_console, error, fail, note, plain, progress_bar, reflow, usage_errors,
+    apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings, usage_errors,
 )
 
 HELP = reflow(f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
@@ -99,7 +98,7 @@ def eval_command(
     sampler: Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")] = DEFAULT_SAMPLER,
     samples: Annotated[int, typer.Option("--samples", "-k", help="srcli samples per image; K > 1 also reports the diversity sigma.")] = 1,
     baselines: Annotated[str, typer.Option("--baselines", help=f"Comma-separated, from {', '.join(BASELINES)}; empty for none.")] = ",".join(DEFAULT_BASELINES),
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of the table.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON record on stdout instead of the table (docs/json.md).")] = False,
     save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write srcli outputs and side-by-side comparison crops here.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images (sorted by path).")] = None,
     strength: StrengthOpt = None,
@@ -130,11 +129,14 @@ def eval_command(
             fail(f"--limit must be >= 1, got {limit}")
         if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
             fail(f"--save-dir {save_dir}: exists and is not a folder")
+        check_save_dir(hr_dir, save_dir)
         names = check_baselines(baselines.split(","))
         if degradation not in DEGRADATIONS:
             fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
-        note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init, consistency)))
+        stages = pipe.stages(scale, steps, strength, init, consistency)
+        note(pipe.plan_note(scale, stages))
+    started = time.perf_counter()
 
     with progress_bar() as progress:
         images_task = progress.add_task("images", total=None)
@@ -157,10 +159,18 @@ def eval_command(
 
     for name, reason in report.failed:
         error(f"skipped {name}: {reason}")
-    if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n")
-    else:
-        Console(highlight=False).print(render_table(report))
-        if save_dir is not None and report.images:
-            err_console.print(f"outputs and comparison crops written to {plain(save_dir)}")
-    raise typer.Exit(EXIT_SOME_FAILED if report.failed else EXIT_OK)
+    if report.save_error:
+        error(f"--save-dir: {report.save_error}; the outputs from there on were not saved (the scores below are complete)")
+    try:
+        if json_out:
+            emit_json({
+                "command": "eval", "input": str(hr_dir), "output": None if save_dir is None else str(save_dir),
+                **run_settings(pipe, stages, seed, sampler), "seconds": time.perf_counter() - started, **report.to_dict(),
+            })
+        else:
+            Console(highlight=False).print(render_table(report))
+    except OSError as exc:  # stdout redirected to a full disk, say
+        fail(f"cannot write the report to stdout ({exc.strerror or exc})", EXIT_SOME_FAILED)
+    if save_dir is not None and report.images and not report.save_error:
+        err_console.print(f"outputs and comparison crops written to {plain(save_dir)}")
+    raise typer.Exit(EXIT_SOME_FAILED if report.failed or report.save_error else EXIT_OK)
