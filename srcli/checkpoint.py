@@ -138,11 +138,9 @@ def load_checkpoint(
         )
     try:
         cfg = ModelConfig.from_json(meta["config"])
-        info = json.loads(meta.get("info", "{}"))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad model config in metadata ({' '.join(str(exc).split())})") from None
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{path}: bad info in metadata (a JSON object expected, found {type(info).__name__})")
+    info = parse_info(meta, path)
     expected = {**expected_shapes(cfg), SCHEDULE_TENSOR: (cfg.timesteps,)}
     check_layout(expected, _header_shapes(path), f"{path}: tensors do not match its config")
     try:
@@ -157,6 +155,17 @@ def load_checkpoint(
 
 
 
+def parse_info(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
+    """The ``info`` of a checkpoint's metadata: a JSON object ({} when absent), else CheckpointError."""
+    try:
+        info = json.loads(meta.get("info", "{}"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: bad info in metadata ({' '.join(str(exc).split())})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: bad info in metadata (a JSON object expected, found {type(info).__name__})")
+    return info
+
+
 def update_info(path: str | Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into a checkpoint's ``info`` metadata and rewrite the file atomically (the
     tensors are copied as they are).  How a sweep records the settings it chose in the model file."""
@@ -164,7 +173,7 @@ def update_info(path: str | Path, **fields: Any) -> dict[str, Any]:
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a srcli checkpoint")
-    info = {**json.loads(meta.get("info", "{}")), **fields}
+    info = {**parse_info(meta, path), **fields}
     tensors = load_file(str(path))
     meta["info"] = json.dumps(info, sort_keys=True)
     atomic_write_bytes(path, lambda tmp: save_file(tensors, tmp, metadata=meta))

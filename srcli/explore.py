@@ -32,7 +32,8 @@ from . import diffusion
 from .metrics import degrade, diversity_sigma, sigma_map
 from .ops import resize, scaled_size, tensor_to_uint8
 from .pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, cascade_sizes, check_sampler, check_scale, check_steps,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, cascade_sizes, check_sampler, check_scale, check_seed, check_steps,
+    check_temperature,
 )
 
 ImageLike = Image.Image | np.ndarray
@@ -163,6 +164,9 @@ def sample_diverse(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")
     check_sampler(sampler)
+    check_temperature(temperature)
+    check_seed(seed)
+    check_seed(seed + n - 1, "the last sample's seed")
     scale = default_scale(pipe) if scale is None else scale
     stages = pipe.stages(scale, steps, strength, init, consistency)
     lr = _rgb8(image)
@@ -227,6 +231,8 @@ def latent_interpolation(
     t = check_t(pipe, t)
     lambdas = check_lambdas(lambdas)
     steps = _check_run(steps, sampler)
+    check_temperature(temperature)
+    check_seed(seed)
     if seeds is not None and pair is not None:
         raise UsageError("give either seeds or a pair of SR images, not both")
     lr = _rgb8(image)
@@ -247,7 +253,7 @@ def latent_interpolation(
             seeds = (seed + 1, seed + 2)
         elif len(seeds) != 2:
             raise UsageError(f"seeds must be two integers (A, B), got {tuple(seeds)}")
-        seeds = (int(seeds[0]), int(seeds[1]))
+        seeds = (check_seed(seeds[0], "seed A"), check_seed(seeds[1], "seed B"))
         out_size = scaled_size(lr.shape[:2], check_scale(default_scale(pipe) if scale is None else scale))
     _check_sizes(pipe, lr.shape[:2], out_size)
     cond = pipe.condition(x_lr, out_size)
@@ -344,6 +350,8 @@ def content_fusion(
     if not ts:
         raise UsageError("give at least one t")
     steps = _check_run(steps, sampler)
+    check_temperature(temperature)
+    check_seed(seed)
     eyes, face = _rgb8(eyes_hr, "eye source"), _rgb8(face_hr, "face source")
     if eyes.shape != face.shape:
         raise UsageError(

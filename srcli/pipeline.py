@@ -166,6 +166,23 @@ def check_strength(strength: Optional[float]) -> Optional[float]:
     return float(strength)
 
 
+SEED_LIMIT = 2**63  # seeds lie in [0, 2^63): torch's seed range on every platform, never wrapped
+
+
+def check_seed(seed: int, what: str = "seed") -> int:
+    """An integer seed in [0, 2^63); a larger or negative one is refused rather than wrapped onto another."""
+    if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"{what} must be an integer from 0 to 2^63-1, got {seed}")
+    return int(seed)
+
+
+def check_temperature(temperature: float) -> float:
+    """The scale of the injected noise: a finite number >= 0 (nan or a negative one gives garbage)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (math.isfinite(temperature) and temperature >= 0):
+        raise UsageError(f"temperature must be a finite number >= 0 (1 = the model's distribution), got {temperature}")
+    return float(temperature)
+
+
 def check_init(init: Optional[str]) -> str:
     """The image a strength < 1 start noises: one of ``engine.INITS`` (None: the default)."""
     if init is None:

@@ -306,3 +306,124 @@ def test_eval_report_to_a_full_stdout_is_one_line(tmp_path, tiny_checkpoint, mon
     monkeypatch.setattr(srcli.cli.evaluate, "emit_json", no_space)
     stderr = one_line_error(evaluate(hr, "--json", weights=tiny_checkpoint), 1)
     assert "cannot write the report" in stderr and "No space left on device" in stderr
+
+
+# -- 5, 11. train: values that train uphill or fail mid-run, broken files --------------------------------------
+
+TINY_TRAIN = ["--unet-dim", "8", "--unet-mults", "1,2", "--rrdb-blocks", "2", "--rrdb-nf", "8", "--rrdb-gc", "4",
+              "--timesteps", "20", "--batch", "2", "--patch", "24", "--encoder-steps", "1", "--steps", "1"]
+
+
+@pytest.fixture
+def train_dirs(tmp_path):
+    for i in range(2):
+        save(tmp_path / "train" / f"p{i}.png", 48, 48, seed=i)
+    save(tmp_path / "val" / "v.png", 48, 48, seed=9)
+    return tmp_path
+
+
+def train(root: Path, *args: str):
+    return runner.invoke(app, ["train", "--data", str(root / "train"), "--out", str(root / "w.safetensors"),
+                               "--state-dir", str(root / "state"), *TINY_TRAIN, *args])
+
+
+@pytest.mark.parametrize("flag", [
+    ["--grad-clip", "-1"], ["--grad-clip", "0"], ["--grad-clip", "nan"], ["--lr", "nan"], ["--lr", "0"], ["--lr", "-1e-4"],
+    ["--save-every", "0"], ["--val-every", "0"], ["--threads", "-1"], ["--seed", "-1"], ["--seed", str(2**63)],
+    ["--ema-decay", "nan"], ["--ema-decay", "1.5"],
+], ids=lambda f: " ".join(f))
+def test_train_refuses_values_that_break_the_run(train_dirs, flag):
+    stderr = one_line_error(train(train_dirs, *flag), 2)
+    assert flag[0] in stderr
+    assert not (train_dirs / "w.safetensors").exists() and not (train_dirs / "state").exists()
+
+
+@pytest.mark.parametrize("bad", ["corrupt", "small"])
+def test_train_checks_the_validation_images_up_front(train_dirs, bad):
+    if bad == "corrupt":
+        (train_dirs / "val" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    else:
+        save(train_dirs / "val" / "tiny.png", 12, 40)
+    stderr = one_line_error(train(train_dirs, "--val", str(train_dirs / "val")), 2)
+    assert ("broken.png" if bad == "corrupt" else "tiny.png") in stderr
+    assert not (train_dirs / "w.safetensors").exists()
+
+
+def test_train_resume_from_a_truncated_state_is_one_line(train_dirs):
+    assert train(train_dirs).exit_code == 0
+    state = train_dirs / "state" / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    stderr = one_line_error(train(train_dirs, "--resume"), 2)
+    assert "state.pt" in stderr or "resume" in stderr
+
+
+def test_train_resume_from_a_model_whose_info_is_a_list_is_one_line(train_dirs, tiny_checkpoint):
+    from srcli.checkpoint import read_metadata
+
+    out = train_dirs / "w.safetensors"
+    meta = {**read_metadata(tiny_checkpoint), "info": "[1, 2]"}
+    save_file(load_file(str(tiny_checkpoint)), str(out), metadata=meta)
+    assert "bad info in metadata" in one_line_error(train(train_dirs, "--resume"), 2)
+
+
+def test_train_to_a_full_disk_is_one_line(train_dirs, monkeypatch):
+    import srcli.fsutil
+
+    monkeypatch.setattr(srcli.fsutil.os, "replace", no_space)
+    stderr = one_line_error(train(train_dirs), 1)
+    assert "No space left on device" in stderr
+    assert not (train_dirs / "w.safetensors").exists()
+
+
+# -- 5, 6. explore: noise scales and seeds that give garbage or wrap, lambdas that share a file --------------
+
+
+@pytest.mark.parametrize("command", ["sample-diverse", "interpolate", "fuse"])
+@pytest.mark.parametrize("temperature", ["nan", "-1", "inf"])
+def test_explore_refuses_a_temperature_that_is_not_a_noise_scale(command, temperature, tmp_path, tiny_checkpoint, monkeypatch):
+    work = tmp_path / "work"
+    image = str(save(work / "a.png", 16, 16))
+    monkeypatch.chdir(work)  # where the default outputs would go
+    inputs = [image, image] if command == "fuse" else [image]
+    result = runner.invoke(app, [command, *inputs, "--temperature", temperature, "--weights", str(tiny_checkpoint), "--steps", "1"])
+    assert "temperature" in one_line_error(result, 2)
+    assert [p.name for p in work.iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize("args", [
+    ["upscale", "--seed", "-1"], ["upscale", "--seed", str(2**63)], ["sample-diverse", "--seed", str(2**63 - 2), "--n", "3"],
+    ["interpolate", "--seeds", f"1,{2**64 + 1}"], ["interpolate", "--seed", str(2**63 - 1)], ["fuse", "--seed", "-5"],
+    ["eval", "--seed", str(2**63 - 1), "--samples", "2"], ["eval", "--degradation-seed", "-1"],
+], ids=lambda a: " ".join(a))
+def test_seeds_outside_the_range_are_refused_not_wrapped(args, tmp_path, tiny_checkpoint):
+    image = str(save(tmp_path / "hr" / "a.png", 24, 24))
+    inputs = {"fuse": [image, image], "eval": [str(tmp_path / "hr")]}.get(args[0], [image])
+    result = runner.invoke(app, [args[0], *inputs, *args[1:], "--weights", str(tiny_checkpoint), "--steps", "1"])
+    stderr = one_line_error(result, 2)
+    assert "seed" in stderr
+
+
+def test_seeds_in_range_still_work_at_the_edge(tmp_path, tiny_checkpoint):
+    image = save(tmp_path / "a.png", 8, 8)
+    result = upscale(str(image), "--scale", "2", "--seed", str(2**63 - 1), "--same-noise", "--json", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["seed"] == 2**63 - 1
+
+
+def test_lambdas_that_share_a_file_name_are_refused(tmp_path, tiny_checkpoint):
+    image = save(tmp_path / "a.png", 12, 12)
+    result = runner.invoke(app, ["interpolate", str(image), "--t", "2", "--lambdas", "0.1,0.1000001",
+                                 "--weights", str(tiny_checkpoint), "--steps", "1", "-o", str(tmp_path / "mix")])
+    assert "only once" in one_line_error(result, 2)
+    assert not (tmp_path / "mix").exists()
+
+
+# -- 13. Click's own usage errors are one line too -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["upscale", "x.png", "--scale", "abc"], ["upscale", "x.png", "--sed", "3"], ["fuse", "a.png"], ["frobnicate"]],
+                         ids=lambda a: " ".join(a))
+def test_click_usage_errors_are_one_line(args):
+    result = runner.invoke(app, args)
+    stderr = one_line_error(result, 2)
+    assert len(stderr.strip().splitlines()) == 1 and "╭" not in stderr and "--help" in stderr

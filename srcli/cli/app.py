@@ -1,12 +1,42 @@
 """The Typer application object; each command module registers itself on it."""
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 
+# Click's base error class, wherever this Typer version keeps Click (newer ones vendor it)
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrors(TyperGroup):
+    """Typer's group with Click's usage errors (a bad number, an unknown option, a missing argument)
+    as one ``error:`` line and exit code 2, like srcli's own usage errors, instead of a usage line,
+    a hint and a framed box."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                from .common import error  # (common imports this module)
+
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+                error(" ".join(exc.format_message().split()) + hint)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="srcli",
     help=(
         "Diffusion super-resolution (SRDiff) on the command line.\n\n"

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..checkpoint import CheckpointError
 from ..imageio import ImageReadError
-from ..pipeline import SRPipeline, Stage, UsageError, stage_seed
+from ..pipeline import SEED_LIMIT, SRPipeline, Stage, UsageError, stage_seed
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for death by Ctrl-C (128 + SIGINT)
@@ -47,7 +47,8 @@ ModelOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present), cpu or cuda.")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA; bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16 (fp16 also runs on the CPU, slowly).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
+SEED_MAX = SEED_LIMIT - 1
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed (0 to 2^63-1); the same seed gives the same output.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output on stdout (for scripts; docs/json.md).")]
 ThreadsOpt = Annotated[
     Optional[int], typer.Option("--threads", help="CPU threads for PyTorch. Default: PyTorch's choice (the number of cores).", show_default=False)
@@ -327,5 +328,5 @@ __all__ = [
     "usage_errors", "protect_inputs", "warn", "note", "parse_shard", "take_shard", "expand_inputs", "apply_pixel_limit",
     "PIXEL_LIMIT_ENV", "emit_json", "json_ready", "progress_bar", "LogProgress", "apply_threads", "ThreadsOpt",
     "EXIT_INTERRUPTED", "run_settings", "Interrupted", "WeightsOpt", "ModelOpt", "ConsistencyOpt", "DeviceOpt", "PrecisionOpt", "SeedOpt",
-    "JsonOpt",
+    "JsonOpt", "SEED_MAX",
 ]

@@ -18,7 +18,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
+    EXIT_OK, EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
     apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings, usage_errors,
 )
 
@@ -107,7 +107,7 @@ def eval_command(
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
     degradation: Annotated[str, typer.Option("--degradation", help="How the LR inputs are made: bicubic (the clean protocol) or real (blur, resize, noise, JPEG: srcli.degrade; scored against the clean HR, with a JPEG block-grid measure).")] = "bicubic",
-    degradation_seed: Annotated[int, typer.Option("--degradation-seed", help="Seed of the real-world degradation (with each image's name).")] = 0,
+    degradation_seed: Annotated[int, typer.Option("--degradation-seed", min=0, max=SEED_MAX, help="Seed of the real-world degradation (with each image's name).")] = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     threads: ThreadsOpt = None,
@@ -125,6 +125,8 @@ def eval_command(
         check_tile(tile)
         if samples < 1:
             fail(f"--samples must be >= 1, got {samples}")
+        if seed + samples - 1 > SEED_MAX:
+            fail(f"--seed {seed} --samples {samples}: the last sample's seed {seed + samples - 1} is above 2^63-1")
         if limit is not None and limit < 1:
             fail(f"--limit must be >= 1, got {limit}")
         if save_dir is not None and save_dir.exists() and not save_dir.is_dir():

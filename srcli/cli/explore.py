@@ -13,10 +13,13 @@ from rich.console import Console
 from .. import explore
 from ..explore import DIVERSE_STRENGTH
 from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
-from ..pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength
+from ..pipeline import (
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_seed, check_steps, check_strength,
+    check_temperature,
+)
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
+    EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
     apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, usage_errors, warn,
 )
 
@@ -95,13 +98,14 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 
 def _check_common(
-    steps: int, sampler: str, scale: Optional[float], consistency: Optional[int] = None, threads: Optional[int] = None
+    steps: int, sampler: str, scale: Optional[float], temperature: float, consistency: Optional[int] = None, threads: Optional[int] = None
 ) -> None:
     """What can be checked before the weights load (T and the default scale come with them)."""
     with usage_errors():
         apply_threads(threads)
         check_steps(steps)
         check_sampler(sampler)
+        check_temperature(temperature)
         check_consistency(consistency)
         if scale is not None:
             check_scale(scale)
@@ -157,7 +161,7 @@ def sample_diverse_command(
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples (one batch).")] = 8,
     scale: ScaleOpt = None,
     steps: StepsOpt = DEFAULT_STEPS,
-    seed: Annotated[int, typer.Option("--seed", help="First seed; the samples use seeds S .. S+N-1.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="First seed; the samples use seeds S .. S+N-1.")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
     sampler: SamplerOpt = DEFAULT_SAMPLER,
     temperature: TemperatureOpt = 1.0,
@@ -171,12 +175,14 @@ def sample_diverse_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, consistency, threads)
+    _check_common(steps, sampler, scale, temperature, consistency, threads)
     with usage_errors():
         check_strength(strength)
         init = check_init(init)
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
+    if seed + n - 1 > SEED_MAX:
+        fail(f"--seed {seed} --n {n}: the last sample's seed {seed + n - 1} is above 2^63-1")
     image = _load(input)
     out_dir = out_dir or Path(f"{input.stem}_samples")
     stem = input.stem
@@ -233,13 +239,14 @@ def interpolate_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, consistency, threads)
+    _check_common(steps, sampler, scale, temperature, consistency, threads)
     if t < 0:
         fail(f"t must be in [0, T] (the model's T), got {t}")
     with usage_errors():
         lams = explore.check_lambdas(_parse_numbers(lambdas, float, "--lambdas", "0,0.4,0.8,1.0"))
-    if len(set(lams)) != len(lams):
-        fail(f"--lambdas {lambdas!r}: every lambda may appear only once")
+    labels = [f"{lam:g}" for lam in lams]  # the file names and records hold 6 significant digits
+    if len(set(labels)) != len(labels):
+        fail(f"--lambdas {lambdas!r}: every lambda may appear only once (values equal to 6 significant digits share one file name)")
     seed_pair = None
     if seeds is not None:
         if pair is not None:
@@ -247,10 +254,15 @@ def interpolate_command(
         seed_pair = _parse_numbers(seeds, int, "--seeds", "3,7")
         if len(seed_pair) != 2:
             fail(f"--seeds {seeds!r}: expected two seeds A,B")
+        with usage_errors():
+            for value in seed_pair:
+                check_seed(value, "--seeds")
+    elif pair is None and seed + 2 > SEED_MAX:
+        fail(f"--seed {seed}: the predictions' default seeds S+1, S+2 are above 2^63-1; give --seeds A,B")
     image = _load(input)
     images_pair = None if pair is None else (_load(pair[0]), _load(pair[1]))
     out_dir = out_dir or Path(f"{input.stem}_interp")
-    paths = [out_dir / f"{input.stem}_lam{lam:g}.png" for lam in lams]
+    paths = [out_dir / f"{input.stem}_lam{label}.png" for label in labels]
     strip_path = out_dir / f"{input.stem}_strip.png"
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
     pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
@@ -305,7 +317,7 @@ def fuse_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, threads=threads)
+    _check_common(steps, sampler, scale, temperature, threads=threads)
     ts = t or [50]
     if any(v < 0 for v in ts):
         fail(f"t must be in [0, T] (the model's T), got {min(ts)}")

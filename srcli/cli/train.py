@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import signal
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,12 +12,15 @@ from typing import Annotated, Optional
 import torch
 import typer
 
-from ..checkpoint import CheckpointError, read_metadata
+from ..checkpoint import CheckpointError, parse_info, read_metadata
+from ..evaluate import SSIM_WINDOW
+from ..imageio import ImageReadError, list_images, read_image
+from ..metrics import border_for
 from ..data import DEGRADATIONS
 from ..nets import ModelConfig
 from ..train import TrainConfig, Trainer, default_state_dir, merge_resumed, rank, saved_config, setup_distributed
 from .app import app
-from .common import EXIT_USAGE, ThreadsOpt, apply_threads, err_console, fail, progress_bar, reflow, usage_errors
+from .common import EXIT_SOME_FAILED, EXIT_USAGE, SEED_MAX, ThreadsOpt, apply_threads, err_console, fail, progress_bar, reflow, usage_errors
 
 DEFAULTS = TrainConfig(data="", out="")  # the one source of training defaults
 MODEL_DEFAULTS = DEFAULTS.model
@@ -68,6 +72,32 @@ def _parse_mults(text: str) -> tuple[int, ...]:
     return mults
 
 
+def _check_numbers(lr: float, grad_clip: float, ema_decay: float, save_every: int, val_every: int) -> None:
+    """Values that would train uphill, not at all, or fail mid-run: refused before any work."""
+    for name, value in (("--lr", lr), ("--grad-clip", grad_clip)):
+        if not (math.isfinite(value) and value > 0):
+            fail(f"{name} must be a finite number > 0, got {value}")
+    if not (math.isfinite(ema_decay) and 0 <= ema_decay < 1):
+        fail(f"--ema-decay must be in [0, 1), got {ema_decay}")
+    for name, value in (("--save-every", save_every), ("--val-every", val_every)):
+        if value < 1:
+            fail(f"{name} must be >= 1, got {value}")
+
+
+def _check_val_images(folder: Path, scale: float) -> None:
+    """Every --val image must read and be large enough for validation at ``scale`` (the metrics
+    crop a ceil(scale) border and need an SSIM window inside), so a bad one fails now, not mid-run."""
+    need = SSIM_WINDOW + 2 * border_for(scale)
+    for path in list_images(folder):
+        try:
+            h, w = read_image(path).size
+        except ImageReadError as exc:
+            fail(f"--val: {exc}")
+        side = min(round(round(h / scale) * scale), round(round(w / scale) * scale))
+        if side < need:
+            fail(f"--val: {path} is {w}x{h}; validation at {scale:g}x needs at least {need}x{need} px")
+
+
 # command-line parameters -> the TrainConfig field they set (model-architecture flags are compared
 # through the config's model; they cannot change on resume)
 _PARAM_FIELDS = {
@@ -109,7 +139,7 @@ def train_command(
     rrdb_gc: Annotated[int, typer.Option(help="RRDB growth channels.")] = MODEL_DEFAULTS.rrdb_gc,
     timesteps: Annotated[int, typer.Option(help="Diffusion steps T.")] = MODEL_DEFAULTS.timesteps,
     schedule: Annotated[str, typer.Option(help="Noise schedule: cosine or linear.")] = DEFAULTS.schedule,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise.")] = DEFAULTS.seed,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed of initialisation, data order and noise.")] = DEFAULTS.seed,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps (atomic).")] = DEFAULTS.save_every,
     val_every: Annotated[int, typer.Option(help="Validate every N steps.")] = DEFAULTS.val_every,
     val_steps: Annotated[int, typer.Option(help="Sampling steps used in validation.")] = DEFAULTS.val_steps,
@@ -140,6 +170,9 @@ def train_command(
             fail(f"{name} must be >= 1")
     if batch < 1 or patch < 16:
         fail("--batch must be >= 1 and --patch >= 16")
+    _check_numbers(lr, grad_clip, ema_decay, save_every, val_every)
+    if val is not None:
+        _check_val_images(val, DEFAULTS.val_scale)
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail("--device cuda: no CUDA device is available on this machine")
     if degradation not in DEGRADATIONS:
@@ -182,6 +215,8 @@ def train_command(
     changes: list[str] = []
     if resume:  # the run's own config wins; flags given now may only change how it goes on
         try:
+            if not has_state and out.is_file():
+                parse_info(read_metadata(out), out)  # a bad info (a JSON list, say) is one line
             saved = saved_config(state / "state.pt", out)
         except (CheckpointError, KeyError, ValueError, OSError, RuntimeError) as exc:
             fail(f"--resume: cannot read the saved training config ({str(exc).splitlines()[0]})")
@@ -217,7 +252,10 @@ def train_command(
             if not err_console.is_terminal and rank() == 0:
                 log(json.dumps(record))
 
-        trainer.run(progress=on_progress, max_seconds=max_minutes * 60 if max_minutes else None)
+        try:
+            trainer.run(progress=on_progress, max_seconds=max_minutes * 60 if max_minutes else None)
+        except OSError as exc:  # a full disk for --out or the state (written atomically: the last good ones stay)
+            fail(f"cannot save the model or the training state: {exc.strerror or exc}", EXIT_SOME_FAILED)
     # every rank reports: under DDP the replicas must agree (the DDP test checks this line)
     err_console.print(f"rank {rank()} parameter checksum {trainer.parameter_checksum():.10e}", highlight=False)
     if rank() == 0:
