@@ -14,7 +14,9 @@ in ``srcli upscale``.
 ``steps`` counts reverse steps of a full T-step run, as everywhere in srcli: a run that starts at t
 takes round(steps * t / T) of them (the engine's rule for ``strength``); ``steps=None`` runs every
 step, the papers' loop; more steps than T run T.  A ``scale`` of None is ``default_scale(pipe)``.
-Images go in as PIL images or (H, W, 3) uint8 arrays and come out as uint8 arrays.  The rendering helpers at the end (contact sheet, heatmap, strips) are what the CLI writes.
+Images go in as PIL images or (H, W, 3) uint8 arrays and come out as Pillow RGB images, or as
+(H, W, 3) uint8 arrays with ``output="numpy"`` (as ``SRPipeline.upscale``).  The rendering helpers
+at the end (contact sheet, heatmap, strips) take either kind and return arrays: what the CLI writes.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from . import diffusion
 from .metrics import degrade, diversity_sigma, sigma_map
 from .ops import resize, scaled_size, tensor_to_uint8
 from .pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, cascade_sizes, check_sampler, check_scale, check_seed, check_steps,
-    check_temperature,
+    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, cascade_sizes, check_output_kind, check_sampler, check_scale, check_seed,
+    check_steps, check_temperature,
 )
 
 ImageLike = Image.Image | np.ndarray
+ImageOut = Image.Image | np.ndarray  # Pillow by default, an array with output="numpy"
 Box = tuple[int, int, int, int]
 # callback(stage, done, total): progress of the reverse steps of one stage ("samples", "t=50", ...)
 StageCallback = Optional[Callable[[str, int, int], None]]
@@ -120,6 +123,16 @@ def _to_uint8_list(x: torch.Tensor) -> list[np.ndarray]:
     return [tensor_to_uint8(x[i]) for i in range(x.shape[0])]
 
 
+def _deliver(output: str) -> Callable[[np.ndarray], ImageOut]:
+    """How a function hands its uint8 images back: Pillow images ("pil") or the arrays ("numpy")."""
+    return Image.fromarray if output == "pil" else (lambda a: a)
+
+
+def steps_run(pipe: SRPipeline, t: int, steps: Optional[int]) -> int:
+    """The reverse steps a decode from step t actually runs (what ``--json`` records report)."""
+    return len(diffusion.timestep_grid(t, _steps_from(pipe, t, steps) or t))
+
+
 # ----------------------------------------------------------------------------------------------
 # diverse samples
 
@@ -128,9 +141,9 @@ def _to_uint8_list(x: torch.Tensor) -> list[np.ndarray]:
 class DiverseSamples:
     """N SR samples of one LR input and how much they disagree (docs/protocol.md, "Metrics": sigma)."""
 
-    lr: np.ndarray  # the input (h, w, 3)
-    bicubic: np.ndarray  # up(x_L), the starting point of the residual (H, W, 3)
-    samples: list[np.ndarray]  # one per seed (H, W, 3)
+    lr: ImageOut  # the input (h, w)
+    bicubic: ImageOut  # up(x_L), the starting point of the residual (H, W)
+    samples: list[ImageOut]  # one per seed (H, W)
     seeds: list[int]
     sigma_map: np.ndarray  # per-pixel std across samples, mean over RGB, 0-255 (H, W)
     mean_sigma: float  # the paper's diversity number
@@ -149,6 +162,7 @@ def sample_diverse(
     strength: Optional[float] = DIVERSE_STRENGTH,
     init: Optional[str] = None,
     consistency: Optional[int] = None,
+    output: str = "pil",
 ) -> DiverseSamples:
     """``n`` samples of one LR image, seeds seed..seed+n-1, in one batch through the network.
 
@@ -159,7 +173,7 @@ def sample_diverse(
     The strength defaults to 1, SRDiff's diverse sampling from pure noise, because the point is the
     range of plausible detail; None takes upscale's per-scale default, which invents less and so
     varies less.  ``consistency``: back-projection iterations (None: the model's default).
-    Untiled: the batch of n HR images must fit in memory.
+    ``output``: "pil" (Pillow images) or "numpy" (uint8 arrays).  Untiled: the batch of n HR images must fit in memory.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise UsageError(f"n must be a positive integer, got {n}")
@@ -167,6 +181,7 @@ def sample_diverse(
     check_temperature(temperature)
     check_seed(seed)
     check_seed(seed + n - 1, "the last sample's seed")
+    deliver = _deliver(check_output_kind(output))
     scale = default_scale(pipe) if scale is None else scale
     stages = pipe.stages(scale, steps, strength, init, consistency)
     lr = _rgb8(image)
@@ -176,9 +191,9 @@ def sample_diverse(
     sr = pipe.sr_cascade(x_lr, stages, sizes, seeds, sampler, temperature, callback=_stage(callback, "samples"))
     samples = _to_uint8_list(sr)
     return DiverseSamples(
-        lr=lr,
-        bicubic=tensor_to_uint8(resize(x_lr.float(), sizes[-1])),
-        samples=samples,
+        lr=deliver(lr),
+        bicubic=deliver(tensor_to_uint8(resize(x_lr.float(), sizes[-1]))),
+        samples=[deliver(s) for s in samples],
         seeds=seeds,
         sigma_map=sigma_map(samples),
         mean_sigma=diversity_sigma(samples),
@@ -195,8 +210,8 @@ class Interpolation:
 
     t: int
     lambdas: list[float]
-    images: list[np.ndarray]  # decoded mixes, in the order of ``lambdas``
-    endpoints: tuple[np.ndarray, np.ndarray]  # the two SR predictions A and B
+    images: list[ImageOut]  # decoded mixes, in the order of ``lambdas``
+    endpoints: tuple[ImageOut, ImageOut]  # the two SR predictions A and B
     seeds: Optional[tuple[int, int]]  # the seeds of A and B (None when given as images)
     latents: torch.Tensor = field(repr=False)  # (2, 3, H, W): A and B diffused to t (residual space)
 
@@ -215,6 +230,7 @@ def latent_interpolation(
     temperature: float = 1.0,
     callback: StageCallback = None,
     consistency: Optional[int] = None,
+    output: str = "pil",
 ) -> Interpolation:
     """Algorithm 4 (see ``diffusion.latent_interpolation`` for how its t differs from the authors'
     code by one step): two SR predictions of the LR ``image`` (A, B),
@@ -227,12 +243,14 @@ def latent_interpolation(
     ``seed`` drives the algorithm's own noise: the two forward draws and the reverse steps.
     ``consistency`` applies to the sampled predictions as in ``upscale`` (None: the model's
     default); the decoded mixes are the algorithm's own output, not back-projected.
+    ``output``: "pil" (Pillow images) or "numpy" (uint8 arrays).
     """
     t = check_t(pipe, t)
     lambdas = check_lambdas(lambdas)
     steps = _check_run(steps, sampler)
     check_temperature(temperature)
     check_seed(seed)
+    deliver = _deliver(check_output_kind(output))
     if seeds is not None and pair is not None:
         raise UsageError("give either seeds or a pair of SR images, not both")
     lr = _rgb8(image)
@@ -280,7 +298,10 @@ def latent_interpolation(
             temperature=temperature, callback=_stage(callback, f"t={t}"),
         )
         images = _to_uint8_list(mixes.to_image(decoded))
-    return Interpolation(t, lambdas, images, endpoints, seeds if pair is None else None, latents.float().cpu())
+    return Interpolation(
+        t, lambdas, [deliver(i) for i in images], (deliver(endpoints[0]), deliver(endpoints[1])), seeds if pair is None else None,
+        latents.float().cpu(),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,9 +314,9 @@ class Fusion:
 
     ts: list[int]
     box: Box
-    images: list[np.ndarray]  # x_fused per t
-    pasted: np.ndarray  # x_f: the box of the eye source pasted into the face source
-    lr: np.ndarray  # x_L: the face source downsampled (the condition)
+    images: list[ImageOut]  # x_fused per t
+    pasted: ImageOut  # x_f: the box of the eye source pasted into the face source
+    lr: ImageOut  # x_L: the face source downsampled (the condition)
 
 
 def resolve_box(box: Optional[Sequence[float]], width: int, height: int) -> Box:
@@ -335,6 +356,7 @@ def content_fusion(
     sampler: str = DEFAULT_SAMPLER,
     temperature: float = 1.0,
     callback: StageCallback = None,
+    output: str = "pil",
 ) -> Fusion:
     """Algorithm 3: fuse the ``box`` region of ``eyes_hr`` into ``face_hr`` (HR images of one size).
 
@@ -345,6 +367,7 @@ def content_fusion(
     face source.  Small t keeps the eye source, large t moves toward the face source (the paper
     shows t = 30, 50, 70).  ``t`` may be a list: one fused image per t.  ``box`` is in pixels,
     default the eye band of an aligned face crop: x 0.15-0.85 of the width, y 0.30-0.50 of the height.
+    ``output``: "pil" (Pillow images) or "numpy" (uint8 arrays).
     """
     ts = [check_t(pipe, v) for v in ([t] if isinstance(t, (int, np.integer)) else t)]
     if not ts:
@@ -352,6 +375,7 @@ def content_fusion(
     steps = _check_run(steps, sampler)
     check_temperature(temperature)
     check_seed(seed)
+    deliver = _deliver(check_output_kind(output))
     eyes, face = _rgb8(eyes_hr, "eye source"), _rgb8(face_hr, "face source")
     if eyes.shape != face.shape:
         raise UsageError(
@@ -383,7 +407,7 @@ def content_fusion(
             )
             fused_sr = (x0.float() / cond.rescale + x_up).clamp(-1, 1)
             images.append(paste(face, tensor_to_uint8(fused_sr), box))
-    return Fusion(ts, box, images, pasted, lr)
+    return Fusion(ts, box, [deliver(i) for i in images], deliver(pasted), deliver(lr))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,6 +469,7 @@ def labelled_grid(tiles: Sequence[tuple[str, np.ndarray]], columns: int, max_til
     so their pixels stay visible."""
     if not tiles:
         raise ValueError("no tiles")
+    tiles = [(label, np.asarray(tile)) for label, tile in tiles]
     th, tw = max(t.shape[0] for _, t in tiles), max(t.shape[1] for _, t in tiles)
     shrink = min(1.0, max_tile / max(th, tw))
     th, tw = max(1, round(th * shrink)), max(1, round(tw * shrink))
@@ -470,7 +495,8 @@ def labelled_grid(tiles: Sequence[tuple[str, np.ndarray]], columns: int, max_til
 
 def contact_sheet(result: DiverseSamples, columns: int = 5) -> np.ndarray:
     """LR input, bicubic and every sample, labelled, with the mean sigma in the bicubic caption."""
-    tiles = [(f"LR input {result.lr.shape[1]}x{result.lr.shape[0]}", result.lr), ("bicubic", result.bicubic)]
+    lr = np.asarray(result.lr)
+    tiles = [(f"LR input {lr.shape[1]}x{lr.shape[0]}", lr), ("bicubic", result.bicubic)]
     tiles += [(f"seed {s}", img) for s, img in zip(result.seeds, result.samples)]
     return labelled_grid(tiles, columns)
 
@@ -505,6 +531,6 @@ def fusion_strip(result: Fusion, eyes_hr: ImageLike, face_hr: ImageLike) -> np.n
 
 __all__ = [
     "DEFAULT_EYE_BOX", "DEFAULT_LAMBDAS", "DiverseSamples", "Interpolation", "Fusion", "sample_diverse",
-    "latent_interpolation", "content_fusion", "check_t", "check_lambdas", "resolve_box", "paste", "colorize",
+    "latent_interpolation", "content_fusion", "steps_run", "check_t", "check_lambdas", "resolve_box", "paste", "colorize",
     "heatmap", "labelled_grid", "contact_sheet", "interpolation_strip", "fusion_strip",
 ]

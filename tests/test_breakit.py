@@ -427,3 +427,118 @@ def test_click_usage_errors_are_one_line(args):
     result = runner.invoke(app, args)
     stderr = one_line_error(result, 2)
     assert len(stderr.strip().splitlines()) == 1 and "╭" not in stderr and "--help" in stderr
+
+
+# -- issue 19: one record schema for every command -------------------------------------------------------------
+
+COMMON_FIELDS = {"command", "status", "input", "output", "size", "input_size", "scale", "model", "seed", "steps", "strength", "sampler", "seconds"}
+
+
+def records_of(result) -> list[dict]:
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_every_image_command_prints_the_upscale_record_fields(tmp_path, tiny_checkpoint):
+    image = save(tmp_path / "a.png", 12, 12)
+    w = ["--weights", str(tiny_checkpoint), "--json"]
+    up = records_of(upscale(str(image), "--scale", "2", "--steps", "4", "--json", weights=tiny_checkpoint))
+    sd = records_of(runner.invoke(app, ["sample-diverse", str(image), "--n", "2", "--scale", "2", "--steps", "4", "--strength", "0.5",
+                                        "--seed", "3", "-o", str(tmp_path / "s"), *w]))
+    it = records_of(runner.invoke(app, ["interpolate", str(image), "--t", "10", "--lambdas", "0,1", "--scale", "2", "--steps", "4",
+                                        "-o", str(tmp_path / "i"), *w]))
+    big = save(tmp_path / "face.png", 24, 24, seed=1)
+    fu = records_of(runner.invoke(app, ["fuse", str(big), str(big), "--t", "10", "--scale", "2", "--steps", "4",
+                                        "-o", str(tmp_path / "f.png"), *w]))
+    for command, records, count in (("upscale", up, 1), ("sample-diverse", sd, 2), ("interpolate", it, 2), ("fuse", fu, 1)):
+        assert len(records) == count and all(r["command"] == command and COMMON_FIELDS <= set(r) for r in records), (command, records)
+        for r in records:
+            assert Image.open(r["output"]).size == tuple(r["size"])
+            assert r["model"] == str(tiny_checkpoint) and r["status"] == "ok"
+    # effective settings: what ran, not what was asked (the tiny model has T = 20)
+    assert [r["seed"] for r in sd] == [3, 4] and all(r["strength"] == 0.5 and r["steps"] == 2 for r in sd)
+    assert [(r["strength"], r["steps"], r["t"]) for r in it + fu] == [(0.5, 2, 10)] * 3
+    assert it[0]["scale"] == 2 and it[0]["size"] == [24, 24] and fu[0]["input"] == str(big)
+
+
+def test_eval_and_convert_records_carry_the_common_fields(tmp_path, tiny_checkpoint):
+    from test_convert import official_state_dict, save_authors_ckpt
+
+    save(tmp_path / "hr" / "a.png", 24, 24)
+    ev = records_of(evaluate(tmp_path / "hr", "--strength", "0.5", "--steps", "4", "--json", weights=tiny_checkpoint))
+    assert len(ev) == 1 and ev[0]["command"] == "eval" and ev[0]["input"] == str(tmp_path / "hr")
+    assert ev[0]["model"] == str(tiny_checkpoint) and ev[0]["steps"] == 2 and ev[0]["strength"] == 0.5 and ev[0]["seed"] == 0
+    assert ev[0]["seconds"] > 0 and ev[0]["images"][0]["name"] == "a.png"
+    ckpt = save_authors_ckpt(tmp_path / "a.ckpt", official_state_dict("celeba_8x"))
+    cv = records_of(runner.invoke(app, ["convert", str(ckpt), str(tmp_path / "c.safetensors"), "--json"]))
+    assert cv[0]["command"] == "convert" and cv[0]["status"] == "ok" and cv[0]["input"] == str(ckpt)
+    assert cv[0]["output"] == str(tmp_path / "c.safetensors") and cv[0]["seconds"] >= 0 and cv[0]["scale"] == 8
+
+
+def test_explore_commands_log_a_line_per_image_without_a_terminal(tmp_path, tiny_checkpoint):
+    image = save(tmp_path / "a.png", 12, 12)
+    result = runner.invoke(app, ["sample-diverse", str(image), "--n", "2", "--scale", "2", "--steps", "2", "-o", str(tmp_path / "s"),
+                                 "--weights", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert f"[1/1] {image}: wrote 2 samples to {tmp_path / 's'}/" in result.stderr
+    save(tmp_path / "hr" / "a.png", 24, 24)
+    save(tmp_path / "hr" / "b.png", 24, 24, seed=1)
+    result = evaluate(tmp_path / "hr", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "[1/2] a.png: done" in result.stderr and "[2/2] b.png: done" in result.stderr
+
+
+def test_sample_diverse_out_of_memory_is_one_line(tmp_path, tiny_checkpoint, monkeypatch):
+    import srcli.explore
+
+    def oom(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to allocate 80 GB; out of memory")
+
+    monkeypatch.setattr(srcli.explore.SRPipeline, "sr_cascade", oom)
+    image = save(tmp_path / "a.png", 12, 12)
+    result = runner.invoke(app, ["sample-diverse", str(image), "--n", "200", "--scale", "2", "--steps", "1", "-o", str(tmp_path / "s"),
+                                 "--weights", str(tiny_checkpoint)])
+    stderr = one_line_error(result, 1)
+    assert "out of memory" in stderr and "--n" in stderr
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("size", [(4, 4), (1, 1), (2, 300), (8, 200)], ids=str)
+@pytest.mark.parametrize("command", ["sample-diverse", "interpolate", "fuse"])
+def test_tiny_and_thin_inputs_in_explore_are_a_result_or_one_line(command, size, tmp_path, tiny_checkpoint):
+    image = str(save(tmp_path / "a.png", *size))
+    inputs = [image, image] if command == "fuse" else [image]
+    out = ["-o", str(tmp_path / ("f.png" if command == "fuse" else "out"))]
+    extra = {"sample-diverse": ["--n", "2"], "interpolate": ["--t", "3"], "fuse": ["--t", "3", "--box", f"0,0,{size[1]},{size[0]}"]}[command]
+    result = runner.invoke(app, [command, *inputs, *extra, *out, "--scale", "8", "--steps", "1", "--weights", str(tiny_checkpoint)])
+    if result.exit_code != 0:
+        one_line_error(result, 2)
+    else:
+        assert "Traceback" not in result.output
+
+
+def test_the_explore_api_returns_pillow_images_and_arrays_on_request(tiny_pipeline):
+    from srcli import explore
+
+    lr = noisy(8, 8)
+    pil = explore.sample_diverse(tiny_pipeline, lr, n=2, scale=2, steps=2)
+    arr = explore.sample_diverse(tiny_pipeline, lr, n=2, scale=2, steps=2, output="numpy")
+    assert all(isinstance(s, Image.Image) and s.size == (16, 16) for s in pil.samples)
+    assert all(np.array_equal(np.asarray(p), a) for p, a in zip(pil.samples, arr.samples))
+    mix = explore.latent_interpolation(tiny_pipeline, lr, t=3, lambdas=[0, 1], scale=2, steps=2)
+    fus = explore.content_fusion(tiny_pipeline, noisy(16, 16), noisy(16, 16, 1), t=3, scale=2, steps=2)
+    assert isinstance(mix.images[0], Image.Image) and isinstance(fus.images[0], Image.Image) and isinstance(fus.pasted, Image.Image)
+    assert explore.contact_sheet(pil).shape == explore.contact_sheet(arr).shape
+    with pytest.raises(explore.UsageError):
+        explore.sample_diverse(tiny_pipeline, lr, n=1, scale=2, output="tensor")
+
+
+def test_convert_to_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import srcli.fsutil
+    from test_convert import official_state_dict, save_authors_ckpt
+
+    ckpt = save_authors_ckpt(tmp_path / "a.ckpt", official_state_dict("celeba_8x"))
+    monkeypatch.setattr(srcli.fsutil.os, "replace", no_space)
+    stderr = one_line_error(runner.invoke(app, ["convert", str(ckpt), str(tmp_path / "c.safetensors")]), 1)
+    assert "No space left on device" in stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]

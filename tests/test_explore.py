@@ -45,8 +45,8 @@ class EpsSpy:
 
 # -- diverse samples -------------------------------------------------------------------------------
 def test_samples_differ_across_seeds_and_repeat_under_one_seed(tiny_pipeline, rgb_image):
-    a = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=0)
-    b = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=0)
+    a = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=0, output="numpy")
+    b = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=0, output="numpy")
     assert a.seeds == [0, 1, 2]
     assert all(s.shape == (40, 48, 3) and s.dtype == np.uint8 for s in a.samples)
     assert all(np.array_equal(x, y) for x, y in zip(a.samples, b.samples))
@@ -56,8 +56,8 @@ def test_samples_differ_across_seeds_and_repeat_under_one_seed(tiny_pipeline, rg
 
 
 def test_sample_i_of_a_batch_equals_its_seed_alone(tiny_pipeline, rgb_image):
-    batch = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=5)
-    alone = explore.sample_diverse(tiny_pipeline, rgb_image, n=1, scale=2, steps=STEPS, seed=6)
+    batch = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, seed=5, output="numpy")
+    alone = explore.sample_diverse(tiny_pipeline, rgb_image, n=1, scale=2, steps=STEPS, seed=6, output="numpy")
     upscaled = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=6, tile=0, strength=explore.DIVERSE_STRENGTH))
     # batched convolutions may round differently in the last bit: allow one grey level
     assert np.abs(batch.samples[1].astype(int) - alone.samples[0]).max() <= 1
@@ -67,7 +67,7 @@ def test_sample_i_of_a_batch_equals_its_seed_alone(tiny_pipeline, rgb_image):
 
 def test_the_samples_go_through_the_network_in_one_batch(tiny_pipeline, rgb_image):
     with EpsSpy(tiny_pipeline) as spy:
-        explore.sample_diverse(tiny_pipeline, rgb_image, n=4, scale=2, steps=STEPS)
+        explore.sample_diverse(tiny_pipeline, rgb_image, n=4, scale=2, steps=STEPS, output="numpy")
     assert len(spy.inputs) == STEPS and all(x.shape[0] == 4 for x in spy.inputs)
 
 
@@ -75,15 +75,15 @@ def test_sigma_is_zero_for_identical_images(tiny_pipeline, rgb_image):
     assert diversity_sigma([rgb_image] * 4) == 0.0
     assert not sigma_map([rgb_image] * 4).any()
     # no noise at all (temperature 0): every seed gives the same image, sigma 0 end to end
-    same = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0)
+    same = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0, output="numpy")
     assert same.mean_sigma == 0.0 and not same.sigma_map.any()
     # also from a Diff-SR start: the noise injected into the init image is scaled too
-    partial = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0, strength=0.5)
+    partial = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, temperature=0.0, strength=0.5, output="numpy")
     assert partial.mean_sigma == 0.0
 
 
 def test_rendering_of_sheet_and_heatmap(tiny_pipeline, rgb_image):
-    res = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS)
+    res = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, output="numpy")
     sheet = explore.contact_sheet(res)
     heat = explore.heatmap(res.sigma_map, res.mean_sigma)
     assert sheet.dtype == np.uint8 and sheet.shape[1] > 5 * 48  # LR, bicubic and three samples in a row
@@ -94,13 +94,13 @@ def test_rendering_of_sheet_and_heatmap(tiny_pipeline, rgb_image):
 
 def test_sample_diverse_rejects_bad_arguments(tiny_pipeline, rgb_image):
     with pytest.raises(UsageError, match="n must be"):
-        explore.sample_diverse(tiny_pipeline, rgb_image, n=0)
+        explore.sample_diverse(tiny_pipeline, rgb_image, n=0, output="numpy")
     with pytest.raises(UsageError, match="scale"):
-        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=9, steps=STEPS)
+        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=9, steps=STEPS, output="numpy")
     with pytest.raises(UsageError, match="steps must be"):
-        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=2, steps=0)
+        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=2, steps=0, output="numpy")
     with pytest.raises(UsageError, match="sampler"):
-        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=2, steps=STEPS, sampler="euler")
+        explore.sample_diverse(tiny_pipeline, rgb_image, n=2, scale=2, steps=STEPS, sampler="euler", output="numpy")
 
 
 # -- Algorithm 4: latent interpolation -------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_interpolation_endpoints_decode_from_exactly_the_endpoint_latents(tiny_p
     pipe, t = tiny_pipeline, 10
     pair = (random_rgb(40, 48, 1), random_rgb(40, 48, 2))
     with EpsSpy(pipe) as spy:
-        res = explore.latent_interpolation(pipe, rgb_image, t=t, lambdas=[1.0, 0.4, 0.0], pair=pair, steps=STEPS, seed=3)
+        res = explore.latent_interpolation(pipe, rgb_image, t=t, lambdas=[1.0, 0.4, 0.0], pair=pair, steps=STEPS, seed=3, output="numpy")
 
     # the first network call of the decode sees the mixes: lambda 1 is x_A, lambda 0 is x_B, bit for bit
     first = spy.inputs[0]
@@ -135,9 +135,9 @@ def test_interpolation_endpoints_decode_from_exactly_the_endpoint_latents(tiny_p
 
 def test_interpolation_outputs_differ_only_by_their_latent(tiny_pipeline, rgb_image):
     kw = dict(t=8, seeds=(4, 9), scale=2, steps=STEPS, seed=1)
-    many = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[0.0, 0.5, 1.0], **kw)
-    one = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[1.0], **kw)
-    again = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[0.0, 0.5, 1.0], **kw)
+    many = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[0.0, 0.5, 1.0], **kw, output="numpy")
+    one = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[1.0], **kw, output="numpy")
+    again = explore.latent_interpolation(tiny_pipeline, rgb_image, lambdas=[0.0, 0.5, 1.0], **kw, output="numpy")
     assert many.seeds == (4, 9) and len(many.images) == 3
     assert all(np.array_equal(x, y) for x, y in zip(many.images, again.images))
     assert np.abs(many.images[2].astype(int) - one.images[0]).max() <= 1
@@ -149,7 +149,7 @@ def test_interpolation_outputs_differ_only_by_their_latent(tiny_pipeline, rgb_im
 
 
 def test_interpolation_at_t0_returns_the_predictions(tiny_pipeline, rgb_image):
-    res = explore.latent_interpolation(tiny_pipeline, rgb_image, t=0, lambdas=[0.0, 1.0], seeds=(2, 3), scale=2, steps=STEPS)
+    res = explore.latent_interpolation(tiny_pipeline, rgb_image, t=0, lambdas=[0.0, 1.0], seeds=(2, 3), scale=2, steps=STEPS, output="numpy")
     assert np.abs(res.images[1].astype(int) - res.endpoints[0]).max() <= 1
     assert np.abs(res.images[0].astype(int) - res.endpoints[1]).max() <= 1
 
@@ -170,7 +170,7 @@ def test_interpolation_at_t0_returns_the_predictions(tiny_pipeline, rgb_image):
 )
 def test_interpolation_rejects_bad_arguments(tiny_pipeline, rgb_image, kwargs, message):
     with pytest.raises(UsageError, match=message):
-        explore.latent_interpolation(tiny_pipeline, rgb_image, **{"t": 5, "steps": STEPS, **kwargs})
+        explore.latent_interpolation(tiny_pipeline, rgb_image, **{"t": 5, "steps": STEPS, **kwargs}, output="numpy")
 
 
 # -- Algorithm 3: content fusion -------------------------------------------------------------------
@@ -188,7 +188,7 @@ def outside(image: np.ndarray, box) -> np.ndarray:
 
 def test_fusion_changes_only_the_box(tiny_pipeline, sources):
     eyes, face = sources
-    res = explore.content_fusion(tiny_pipeline, eyes, face, t=[0, 5, 20], scale=4, steps=STEPS)
+    res = explore.content_fusion(tiny_pipeline, eyes, face, t=[0, 5, 20], scale=4, steps=STEPS, output="numpy")
     assert res.box == (5, 10, 27, 16)  # the default eye band: x 0.15-0.85, y 0.30-0.50 of 32x32
     x0, y0, x1, y1 = res.box
     for img in res.images:
@@ -205,7 +205,7 @@ def test_fusion_custom_box_condition_and_one_draw_of_noise(tiny_pipeline, source
     pipe, (eyes, face), t = tiny_pipeline, sources, 12
     box = (2, 3, 20, 9)
     with EpsSpy(pipe) as spy:
-        res = explore.content_fusion(pipe, eyes, face, t=t, box=box, scale=4, steps=STEPS, seed=7)
+        res = explore.content_fusion(pipe, eyes, face, t=t, box=box, scale=4, steps=STEPS, seed=7, output="numpy")
     assert res.box == box and res.lr.shape == (8, 8, 3)
     np.testing.assert_array_equal(res.lr, np.asarray(Image.fromarray(face).resize((8, 8), Image.BICUBIC)))
     assert np.array_equal(outside(res.images[0], box), outside(face, box))
@@ -219,8 +219,8 @@ def test_fusion_custom_box_condition_and_one_draw_of_noise(tiny_pipeline, source
 
 def test_fusion_strip_and_repeatability(tiny_pipeline, sources):
     eyes, face = sources
-    a = explore.content_fusion(tiny_pipeline, eyes, face, t=[5, 10], scale=4, steps=STEPS, seed=1)
-    b = explore.content_fusion(tiny_pipeline, eyes, face, t=[10], scale=4, steps=STEPS, seed=1)
+    a = explore.content_fusion(tiny_pipeline, eyes, face, t=[5, 10], scale=4, steps=STEPS, seed=1, output="numpy")
+    b = explore.content_fusion(tiny_pipeline, eyes, face, t=[10], scale=4, steps=STEPS, seed=1, output="numpy")
     assert np.array_equal(a.images[1], b.images[0])  # every t starts from the same draw of noise
     strip = explore.fusion_strip(a, eyes, face)
     assert strip.shape[1] > 5 * 32
@@ -241,12 +241,12 @@ def test_fusion_strip_and_repeatability(tiny_pipeline, sources):
 def test_fusion_rejects_bad_arguments(tiny_pipeline, sources, kwargs, message):
     eyes, face = sources
     with pytest.raises(UsageError, match=message):
-        explore.content_fusion(tiny_pipeline, eyes, face, **{"scale": 4, "t": 5, "steps": STEPS, **kwargs})
+        explore.content_fusion(tiny_pipeline, eyes, face, **{"scale": 4, "t": 5, "steps": STEPS, **kwargs}, output="numpy")
 
 
 def test_fusion_needs_images_of_one_size(tiny_pipeline, sources):
     with pytest.raises(UsageError, match="one size"):
-        explore.content_fusion(tiny_pipeline, sources[0], random_rgb(32, 30, 1), t=5, scale=4, steps=STEPS)
+        explore.content_fusion(tiny_pipeline, sources[0], random_rgb(32, 30, 1), t=5, scale=4, steps=STEPS, output="numpy")
 
 
 # -- the CLI ---------------------------------------------------------------------------------------
@@ -265,8 +265,10 @@ def test_cli_sample_diverse_writes_samples_sheet_heatmap_and_sigma(tmp_path, tin
     result = invoke("sample-diverse", src, "--n", 3, "--scale", 2, "--steps", STEPS, "--seed", 4, "-o", out,
                     "--weights", tiny_checkpoint, "--json")
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
-    assert record["seeds"] == [4, 5, 6] and record["mean_sigma"] > 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["seed"] for r in records] == [4, 5, 6] and [r["output"] for r in records] == [str(out / f"in_seed{s}.png") for s in (4, 5, 6)]
+    record = records[0]
+    assert record["mean_sigma"] > 0
     assert record["strength"] == 1.0  # the full sampler unless told otherwise, whatever the scale
     for name in ("in_seed4.png", "in_seed5.png", "in_seed6.png", "in_sheet.png", "in_sigma.png"):
         assert (out / name).is_file()
@@ -295,7 +297,8 @@ def test_cli_interpolate_and_fuse_write_their_outputs(tmp_path, tiny_checkpoint,
                     "--weights", tiny_checkpoint, "--json")
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r.get("t") for r in records] == [0, 5, None] and records[-1]["strip"] == str(out)
+    assert [r["t"] for r in records] == [0, 5] and records[-1]["strip"] == str(out)
+    assert [r["steps"] for r in records][0] == 0 and [r["strength"] for r in records] == [0, 0.25]
     assert out.is_file()
     fused0 = np.asarray(Image.open(tmp_path / "fused_t0.png"))
     x0, y0, x1, y1 = records[0]["box"]

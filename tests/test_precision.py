@@ -47,9 +47,9 @@ RUNS = {
     "tiled": lambda p: [np.asarray(p.upscale(photo(20, 24), scale=4, steps=6, tile=48))],
     "cascade": lambda p: [np.asarray(p.upscale(photo(10, 12), scale=8, steps=6, tile=0))],
     "16-bit": lambda p: [p.upscale_image(ImageData(gradient16(16, 20)), scale=2, steps=6, tile=0).rgb],
-    "sample-diverse": lambda p: explore.sample_diverse(p, photo(12, 12), n=2, scale=4, steps=6).samples,
-    "interpolate": lambda p: explore.latent_interpolation(p, photo(12, 12), t=10, lambdas=[0, 0.5, 1], steps=6).images,
-    "fuse": lambda p: explore.content_fusion(p, photo(48, 48, 1), photo(48, 48, 2), t=[5, 12], steps=6).images,
+    "sample-diverse": lambda p: explore.sample_diverse(p, photo(12, 12), n=2, scale=4, steps=6, output="numpy").samples,
+    "interpolate": lambda p: explore.latent_interpolation(p, photo(12, 12), t=10, lambdas=[0, 0.5, 1], steps=6, output="numpy").images,
+    "fuse": lambda p: explore.content_fusion(p, photo(48, 48, 1), photo(48, 48, 2), t=[5, 12], steps=6, output="numpy").images,
     "eval": lambda p: _eval_outputs(p),
 }
 

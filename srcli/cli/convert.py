@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -39,13 +40,15 @@ def convert_command(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
+    started = time.perf_counter()
     with usage_errors():
         try:
             info = convert_official(source, output, overwrite=overwrite, half=half)
         except OSError as exc:  # reading worked (it is checked first); writing the output did not
             fail(f"{output}: cannot write ({exc.strerror or exc})", EXIT_SOME_FAILED)
-    if json_output:
-        emit_json(info)
+    if json_output:  # the fields every command's record starts with (docs/json.md), then what convert found
+        emit_json({"command": "convert", "status": "ok", "input": str(source), "output": str(output), **info,
+                   "seconds": time.perf_counter() - started})
         return
     mults = "|".join(map(str, info["unet_mults"]))
     schedule = "cosine" if info["schedule_is_cosine"] else "not the cosine schedule"

@@ -18,7 +18,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
+    EXIT_OK, EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, LogProgress, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
     apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings, usage_errors,
 )
 
@@ -144,11 +144,18 @@ def eval_command(
         images_task = progress.add_task("images", total=None)
         steps_task = progress.add_task("steps", total=None, visible=False)
 
+        log = LogProgress(0)  # without a terminal: a line per image, and one a minute on long ones
+
         def on_image(index: int, total: int, name: str) -> None:
             progress.update(images_task, completed=index, total=total, description=plain(name))
+            if index:
+                log.finish("done")
+            log.total = total
+            log.start(name)
 
         def on_step(done: int, total: int) -> None:
             progress.update(steps_task, completed=done, total=total, visible=True)
+            log.step(done, total)
 
         with usage_errors():
             report = evaluate_folder(
@@ -157,6 +164,7 @@ def eval_command(
                 on_image=on_image, on_step=on_step, degradation=degradation, degradation_seed=degradation_seed,
             )
         progress.update(images_task, completed=len(report.images) + len(report.failed))
+        log.finish("done")
     report.settings["threads"] = torch.get_num_threads()
 
     for name, reason in report.failed:

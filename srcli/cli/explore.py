@@ -3,8 +3,10 @@ images that fit one LR image, the path between two of them (Alg. 4) and content 
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import numpy as np
 import typer
@@ -20,7 +22,7 @@ from ..pipeline import (
 from .app import app
 from .common import (
     EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
-    apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, usage_errors, warn,
+    LogProgress, apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors, warn,
 )
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
@@ -118,16 +120,47 @@ def _parse_numbers(text: str, kind: type, option: str, example: str) -> list[Any
         fail(f"{option} {text!r}: expected comma-separated numbers like {example}")
 
 
-def _stage_progress(progress) -> Callable[[str, int, int], None]:
-    """An explore callback that shows one progress bar per stage (predictions, t=50, ...)."""
+def _stage_progress(progress, log: LogProgress) -> Callable[[str, int, int], None]:
+    """An explore callback that shows one progress bar per stage (predictions, t=50, ...), or
+    without a terminal a line a minute (``LogProgress``)."""
     tasks: dict[str, Any] = {}
 
     def update(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=total)
         progress.update(tasks[stage], completed=done, total=total)
+        log.step(done, total)
 
     return update
+
+
+@contextmanager
+def _computing(log: LogProgress, hint: str) -> Iterator[None]:
+    """The compute of one command: its library usage errors one line (exit 2), running out of
+    memory one line with ``hint`` (exit 1)."""
+    try:
+        with usage_errors():
+            yield
+    except (RuntimeError, MemoryError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+            log.finish("out of memory")
+            fail(f"out of memory ({text[:160]}); {hint}", EXIT_SOME_FAILED)
+        raise
+
+
+def _record(command: str, input: Path, output: Path, image: np.ndarray, lr: np.ndarray, scale: float, started: float, **settings: Any) -> dict[str, Any]:
+    """An output's ``--json`` record in the fields and order of ``srcli upscale``'s (docs/json.md)."""
+    return {
+        "command": command, "status": "ok", "input": str(input), "output": str(output), "size": [image.shape[1], image.shape[0]],
+        "input_size": [lr.shape[1], lr.shape[0]], "scale": scale, **settings, "seconds": time.perf_counter() - started,
+    }
+
+
+def _decode_settings(pipe: SRPipeline, t: int, steps: int, seed: int, sampler: str) -> dict[str, Any]:
+    """What a decode from step t runs: the reverse steps actually taken, the strength t/T it starts
+    at (the same meaning as upscale's --strength), the seed and the sampler."""
+    return {"model": pipe.source, "sampler": sampler, "seed": seed, "steps": explore.steps_run(pipe, t, steps), "strength": t / pipe.schedule.T, "t": t}
 
 
 def _load_pipeline(
@@ -191,24 +224,26 @@ def sample_diverse_command(
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
     pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale, strength, init, cascade=True)
 
-    with progress_bar() as progress, usage_errors():
+    log, started = LogProgress(1), time.perf_counter()
+    log.start(str(input))
+    with progress_bar() as progress, _computing(log, "try a smaller --n (the samples run in one batch) or a smaller input"):
         result = explore.sample_diverse(
             pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress), strength=strength, init=init, consistency=consistency,
-        )
+            callback=_stage_progress(progress, log), strength=strength, init=init, consistency=consistency, output="numpy")
     for s, sample in zip(result.seeds, result.samples):
         _write(paths[s], sample)
     _write(sheet_path, explore.contact_sheet(result))
     _write(sigma_path, explore.heatmap(result.sigma_map, result.mean_sigma))
 
+    log.finish(f"wrote {n} samples to {out_dir}/")
     h, w = result.samples[0].shape[:2]
     if json_out:
-        emit_json({
-            "command": "sample-diverse", "input": str(input), "n": n, "seeds": result.seeds, "scale": scale,
-            "size": [w, h], "steps": steps, "sampler": sampler, "temperature": temperature, "strength": strength, "init": init,
-            "samples": [str(paths[s]) for s in result.seeds], "contact_sheet": str(sheet_path),
-            "sigma_map": str(sigma_path), "mean_sigma": round(result.mean_sigma, 4),
-        })
+        stages = pipe.stages(scale, steps, strength, init, consistency)
+        for s, sample in zip(result.seeds, result.samples):
+            emit_json(_record(
+                "sample-diverse", input, paths[s], sample, image, scale, started, **run_settings(pipe, stages, s, sampler),
+                temperature=temperature, contact_sheet=str(sheet_path), sigma_map=str(sigma_path), mean_sigma=result.mean_sigma,
+            ))
     else:
         _say(f"{n} samples {w}x{h} of {input} in {out_dir}/ (sheet {sheet_path.name}, sigma map {sigma_path.name})")
         _say(f"mean sigma {result.mean_sigma:.2f} (per-pixel std across samples, 0-255)")
@@ -267,21 +302,24 @@ def interpolate_command(
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
     pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
 
-    with progress_bar() as progress, usage_errors():
+    log, started = LogProgress(1), time.perf_counter()
+    log.start(str(input))
+    with progress_bar() as progress, _computing(log, "try a smaller input or fewer --lambdas (the mixes run in one batch)"):
         result = explore.latent_interpolation(
             pipe, image, t=t, lambdas=lams, seeds=None if seed_pair is None else tuple(seed_pair), pair=images_pair,
             scale=None if pair else scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress), consistency=consistency,
-        )
+            callback=_stage_progress(progress, log), consistency=consistency, output="numpy")
     for path, img in zip(paths, result.images):
         _write(path, img)
     _write(strip_path, explore.interpolation_strip(result))
 
+    log.finish(f"wrote {len(paths)} interpolations to {out_dir}/")
     if json_out:
-        for lam, path in zip(result.lambdas, paths):
-            emit_json({"command": "interpolate", "input": str(input), "t": t, "lambda": lam, "output": str(path),
-                       "seeds": None if result.seeds is None else list(result.seeds), "seed": seed, "steps": steps})
-        emit_json({"command": "interpolate", "input": str(input), "t": t, "strip": str(strip_path)})
+        for lam, path, img in zip(result.lambdas, paths, result.images):
+            emit_json(_record(
+                "interpolate", input, path, img, image, img.shape[1] / image.shape[1], started, **_decode_settings(pipe, t, steps, seed, sampler),
+                temperature=temperature, **{"lambda": lam}, seeds=None if result.seeds is None else list(result.seeds), strip=str(strip_path),
+            ))
     else:
         source = "the given pair" if result.seeds is None else f"seeds {result.seeds[0]} and {result.seeds[1]}"
         _say(f"{len(paths)} interpolations at t={t} between {source} in {out_dir}/ (strip {strip_path.name})")
@@ -338,22 +376,24 @@ def fuse_command(
     protect_inputs([out, *per_t.values()], [eyes, face])
     pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
 
-    with progress_bar() as progress, usage_errors():
+    log, started = LogProgress(1), time.perf_counter()
+    log.start(str(face))
+    with progress_bar() as progress, _computing(log, "try smaller images"):
         result = explore.content_fusion(
             pipe, eyes_img, face_img, t=ts, box=pixel_box, scale=scale, steps=steps, seed=seed, sampler=sampler,
-            temperature=temperature, callback=_stage_progress(progress),
-        )
+            temperature=temperature, callback=_stage_progress(progress, log), output="numpy")
     for v, img in zip(result.ts, result.images):
         _write(per_t[v], img)
     if len(ts) > 1:
         _write(out, explore.fusion_strip(result, eyes_img, face_img))
 
+    log.finish(f"wrote {out}")
     if json_out:
-        for v in result.ts:
-            emit_json({"command": "fuse", "eyes": str(eyes), "face": str(face), "t": v, "output": str(per_t[v]),
-                       "box": list(result.box), "scale": scale, "steps": steps, "seed": seed})
-        if len(ts) > 1:
-            emit_json({"command": "fuse", "eyes": str(eyes), "face": str(face), "strip": str(out)})
+        for v, img in zip(result.ts, result.images):
+            emit_json(_record(
+                "fuse", face, per_t[v], img, face_img, scale, started, **_decode_settings(pipe, v, steps, seed, sampler),
+                temperature=temperature, eyes=str(eyes), box=list(result.box), strip=str(out) if len(ts) > 1 else None,
+            ))
     else:
         where = f"strip {out}, images {', '.join(p.name for p in per_t.values())}" if len(ts) > 1 else str(out)
         _say(f"fused box {','.join(map(str, result.box))} at t={','.join(map(str, ts))}: {where}")
