@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import stat
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,7 +148,10 @@ def read_image(path: str | Path) -> ImageData:
     try:
         if path.is_dir():
             raise ImageReadError(f"{path}: is a directory, not an image file")
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+            raise ImageReadError(f"{path}: not a regular file")
+        if info.st_size == 0:
             raise ImageReadError(f"{path}: empty file")
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None

@@ -542,3 +542,18 @@ def test_convert_to_a_full_disk_is_one_line(tmp_path, monkeypatch):
     stderr = one_line_error(runner.invoke(app, ["convert", str(ckpt), str(tmp_path / "c.safetensors")]), 1)
     assert "No space left on device" in stderr
     assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]
+
+
+# -- 13. a FIFO or a folder named as an input ----------------------------------------------------------------
+
+
+def test_a_fifo_is_not_a_regular_file_and_a_folder_is_a_directory(tmp_path, tiny_checkpoint):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    stderr = one_line_error(upscale(str(fifo), "--scale", "2", weights=tiny_checkpoint), 1)
+    assert "not a regular file" in stderr
+    image = save(tmp_path / "a.png", 8, 8)
+    result = runner.invoke(app, ["interpolate", str(image), "--pair", str(tmp_path), str(image), "--weights", str(tiny_checkpoint)])
+    assert "is a directory" in one_line_error(result, 2)
+    result = runner.invoke(app, ["sample-diverse", str(fifo), "--weights", str(tiny_checkpoint)])
+    assert "not a regular file" in one_line_error(result, 2)

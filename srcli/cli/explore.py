@@ -21,7 +21,7 @@ from ..pipeline import (
 )
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
+    EXIT_SOME_FAILED, EXIT_USAGE, SEED_MAX, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
     LogProgress, apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors, warn,
 )
 
@@ -78,12 +78,10 @@ Examples:
 
 def _load(path: Path) -> np.ndarray:
     """8-bit RGB of an input (explore works at 8 bits; transparency is not part of the model)."""
-    if not path.is_file():
-        fail(f"{path}: no such file")
     try:
         data = read_image(path)
-    except ImageReadError as exc:
-        fail(str(exc), EXIT_SOME_FAILED)
+    except ImageReadError as exc:  # one line; a missing file, a folder or a FIFO is a usage error
+        fail(str(exc), EXIT_SOME_FAILED if path.is_file() else EXIT_USAGE)
     for message in data.warnings:
         warn(f"{path}: {message}")
     if data.alpha is not None:
