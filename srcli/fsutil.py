@@ -3,6 +3,8 @@
 A file is written to a temporary ``.NAME.XXXXXXXX.tmp`` beside its destination and renamed over it,
 so a reader (or a rerun after ``kill -9``) sees either the old file or the complete new one.  The
 temporary names are defined here only, so that stale ones left by a killed process can be found.
+NAME is cut short when needed so that the temporary name stays within the file system's 255-byte
+limit on a name: any name that can be written can be written atomically.
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ from pathlib import Path
 from typing import Callable
 
 _TMP_SUFFIX = ".tmp"
+NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
+_RANDOM_CHARS = 8  # what tempfile.mkstemp puts between the prefix and the suffix
 
 
 def _tmp_prefix(path: Path) -> str:
-    return f".{path.name}."
+    """``.NAME.`` with NAME cut (at a character boundary) to what leaves room for mkstemp's random
+    part and the suffix within NAME_MAX bytes."""
+    budget = NAME_MAX - len(".") - len(".") - _RANDOM_CHARS - len(_TMP_SUFFIX)
+    name = path.name
+    while len(os.fsencode(name)) > budget:  # bytes, not characters: UTF-8 names count more
+        name = name[:-1]
+    return f".{name}."
 
 
 def atomic_write_bytes(path: Path, write: Callable[[str], object]) -> None:

@@ -1,14 +1,18 @@
 """Image reading and writing: the one place srcli touches image files.
 
-``read_image`` turns whatever Pillow can open into an ``ImageData``: RGB samples of 8 or 16 bits, an
-optional 8-bit alpha plane, a grayscale flag, the ICC profile, and warnings for anything that was
-changed on the way in (CMYK/LAB converted, first frame of an animation, ...).  Every failure, from a
+``read_image`` turns a file in one of the ``READ_FORMATS`` into an ``ImageData``: RGB samples of 8 or
+16 bits, an optional 8-bit alpha plane, a grayscale flag, the ICC profile, the PNG gamma, and
+warnings for anything that was changed on the way in (CMYK/LAB converted, first frame of an
+animation, 16-bit colour read at 8 bits, ...).  ``READ_FORMATS`` is the one list of what srcli
+reads: the reader opens nothing else, and folder discovery (``INPUT_SUFFIXES``, ``list_images``)
+takes exactly the file name suffixes Pillow gives those formats.  Every failure, from a
 missing file to a decoder choking on garbage, is an ``ImageReadError`` whose message is one line
 naming the file and the reason.  Decompression bombs are refused by Pillow's own limit
 (``Image.MAX_IMAGE_PIXELS``); above that limit srcli refuses instead of merely warning.
 
 ``write_image`` picks the format from the suffix, stores the best the format can hold (16-bit
-grayscale in PNG/TIFF, alpha where the format has it, the ICC profile, JPEG/WebP quality 95) and
+grayscale in PNG/TIFF, alpha where the format has it, the ICC profile (in a BMP too, through a
+version-5 header), the PNG gamma, JPEG/WebP quality 95) and
 writes atomically, so an interrupted run never leaves a half-written image.  It can also store a
 short text ``note`` inside the file (``read_note`` gives it back): what ``srcli upscale`` uses to
 recognise an output made from the same input and settings (a PNG text chunk, the EXIF
@@ -19,21 +23,31 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import stat
+import struct
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
-from .fsutil import atomic_write_bytes
+from .fsutil import NAME_MAX, atomic_write_bytes
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"}
-# Readable but not written: a GIF input gives a PNG output.
-INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
+# The Pillow formats srcli reads, the one list both the reader and folder discovery use: raster
+# formats Pillow decodes itself.  Left out on purpose: EPS/PS (Pillow runs Ghostscript on the file,
+# not something to do with untrusted input), the formats Pillow only identifies (BUFR, GRIB, HDF5,
+# MPEG, WMF/EMF) and rare scientific or legacy ones.  (JPEG's opener also gives camera MPO files.)
+READ_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "TIFF", "BMP", "DIB", "GIF", "JPEG2000", "PPM", "TGA", "QOI", "PSD", "ICO", "PCX", "SGI")
+Image.init()
+_OPENABLE = tuple(f for f in READ_FORMATS if f in Image.OPEN)  # e.g. no AVIF in a Pillow built without it
+# Readable inputs a folder or a glob pattern is searched for (.avif, .gif, .ppm, .jp2, ...); a GIF,
+# AVIF, ... input gives a PNG output.
+INPUT_SUFFIXES = frozenset(s.lower() for s, fmt in Image.registered_extensions().items() if fmt in _OPENABLE)
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+IMAGE_SUFFIXES = set(FORMATS)  # the suffixes srcli writes
 QUALITY = 95  # JPEG and WebP
 NOTE_KEY = "srcli"  # the PNG text chunk's keyword
 _EXIF_DESCRIPTION = 0x010E  # ImageDescription: an ASCII field every EXIF reader shows
@@ -41,6 +55,11 @@ _SIDECAR_SUFFIX = ".srcli"
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _GRAY16_FORMATS = {"PNG", "TIFF"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+_SRGB_GAMMA = 1 / 2.2  # the gAMA value of an sRGB-like PNG: what a file without gamma is taken to be
+# BMP: BITMAPINFOHEADER (what Pillow writes) and BITMAPV5HEADER (which can embed an ICC profile)
+_BMP_FILE_HEADER, _BMP_INFO, _BMP_V5 = 14, 40, 124
+_BMP_PROFILE_EMBEDDED = 0x4D424544  # bV5CSType 'MBED'
+_BMP_INTENT_IMAGES = 4  # LCS_GM_IMAGES: perceptual rendering
 
 
 class ImageReadError(Exception):
@@ -54,13 +73,15 @@ class ImageWriteError(Exception):
 @dataclass
 class ImageData:
     """Pixels plus what must survive the round trip.  ``rgb`` is (H, W, 3) uint8 or uint16 (a
-    grayscale image has three equal channels), ``alpha`` (H, W) uint8 or None."""
+    grayscale image has three equal channels), ``alpha`` (H, W) uint8 or None, ``gamma`` the PNG
+    gAMA value (e.g. 0.45455) or None."""
 
     rgb: np.ndarray
     alpha: Optional[np.ndarray] = None
     grayscale: bool = False
     icc_profile: Optional[bytes] = None
     warnings: list[str] = field(default_factory=list)
+    gamma: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype not in (np.uint8, np.uint16):
@@ -115,6 +136,9 @@ def _gray16(im: Image.Image, warnings: list[str]) -> np.ndarray:
 def from_pil(im: Image.Image, name: str = "image") -> ImageData:
     """Normalise a PIL image of any common mode (orientation already applied) to ``ImageData``."""
     icc = im.info.get("icc_profile") or None
+    gamma = im.info.get("gamma")  # only PNG's reader sets it (from gAMA)
+    if not isinstance(gamma, float) or not 0 < gamma < 42949:  # what a gAMA chunk can hold
+        gamma = None
     warnings: list[str] = []
     mode = im.mode
     if mode in ("CMYK", "LAB"):
@@ -128,18 +152,18 @@ def from_pil(im: Image.Image, name: str = "image") -> ImageData:
         raise ImageReadError(f"{name}: unsupported image mode F (32-bit floating-point samples)")
     if im.mode in _GRAY16_MODES or im.mode == "I":
         gray = _gray16(im, warnings)
-        return ImageData(np.repeat(gray[..., None], 3, axis=2), None, True, icc, warnings)
+        return ImageData(np.repeat(gray[..., None], 3, axis=2), None, True, icc, warnings, gamma)
     if im.mode in ("1", "L", "LA"):
         la = np.asarray(im.convert("LA"))
         alpha = np.ascontiguousarray(la[..., 1]) if im.mode == "LA" else None
-        return ImageData(np.repeat(la[..., :1], 3, axis=2), alpha, True, icc, warnings)
+        return ImageData(np.repeat(la[..., :1], 3, axis=2), alpha, True, icc, warnings, gamma)
     has_alpha = im.mode in ("RGBA", "RGBa")
     try:
         arr = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
     except ValueError:
         raise ImageReadError(f"{name}: unsupported image mode {im.mode}") from None
     alpha = np.ascontiguousarray(arr[..., 3]) if has_alpha else None
-    return ImageData(np.ascontiguousarray(arr[..., :3]), alpha, False, icc, warnings)
+    return ImageData(np.ascontiguousarray(arr[..., :3]), alpha, False, icc, warnings, gamma)
 
 
 def read_image(path: str | Path) -> ImageData:
@@ -163,12 +187,15 @@ def read_image(path: str | Path) -> ImageData:
             _warnings.simplefilter("always")  # decoder complaints become the image's warnings
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; srcli refuses both.
             _warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=_OPENABLE) as im:
                 if getattr(im, "is_animated", False):  # animations and multi-page TIFFs
                     warnings.append("several frames: only the first is used")
                     im.seek(0)
-                if im.mode == "RGB" and any(";16" in str(tile.args) for tile in im.tile):
-                    warnings.append("16-bit RGB samples are read at 8 bits (Pillow has no 16-bit RGB mode)")
+                if im.mode in ("RGB", "RGBA", "LA") and any(";16" in str(tile.args) for tile in im.tile):
+                    # Pillow decodes 16-bit colour (and gray with alpha) to 8 bits: say so, once.
+                    warnings.append(f"16-bit {im.mode} samples are read at 8 bits (Pillow has no 16-bit {im.mode} mode)")
+                if im.format == "BMP" and "icc_profile" not in im.info:
+                    _read_bmp_profile(path, im, warnings)
                 im.load()  # decode now, so truncated or corrupt data fails here
                 try:
                     im = ImageOps.exif_transpose(im)
@@ -192,13 +219,31 @@ def read_image(path: str | Path) -> ImageData:
     return data
 
 
+def _read_bmp_profile(path: Path, im: Image.Image, warnings: list[str]) -> None:
+    """Put the ICC profile embedded in a version-5 BMP header (Pillow skips it) into ``im.info``."""
+    with open(path, "rb") as f:
+        head = f.read(_BMP_FILE_HEADER + _BMP_V5)
+        if len(head) < _BMP_FILE_HEADER + _BMP_V5 or struct.unpack_from("<I", head, _BMP_FILE_HEADER)[0] != _BMP_V5:
+            return
+        cs_type = struct.unpack_from("<I", head, _BMP_FILE_HEADER + 56)[0]  # after the 40-byte part and 4 masks
+        offset, size = struct.unpack_from("<2I", head, _BMP_FILE_HEADER + 112)  # bV5ProfileData, bV5ProfileSize
+        if cs_type != _BMP_PROFILE_EMBEDDED or size == 0:
+            return
+        f.seek(_BMP_FILE_HEADER + offset)  # the offset counts from the start of the V5 header
+        profile = f.read(size)
+    if len(profile) != size:  # an untrusted header pointing past the end of the file
+        warnings.append("the embedded ICC profile lies outside the file: ignored")
+        return
+    im.info["icc_profile"] = profile
+
+
 def image_size(path: str | Path) -> Optional[tuple[int, int]]:
     """(height, width) of an image file as ``read_image`` would give it (EXIF orientation applied),
     from its header alone; None when it cannot be read."""
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(path, formats=_OPENABLE) as im:
                 width, height = im.size
                 if im.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF orientations that swap the axes
                     width, height = height, width
@@ -219,8 +264,9 @@ def load_rgb8(path: str | Path) -> np.ndarray:
     return to_uint8(read_image(path).rgb)
 
 
-def list_images(folder: str | Path, recursive: bool = True, suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
-    """Image files in ``folder`` (and below it when ``recursive``), sorted for a stable order."""
+def list_images(folder: str | Path, recursive: bool = True, suffixes: Iterable[str] = INPUT_SUFFIXES) -> list[Path]:
+    """Image files (every readable suffix by default) in ``folder`` (and below it when ``recursive``),
+    sorted for a stable order."""
     files = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
     return sorted(p for p in files if p.suffix.lower() in suffixes and p.is_file())
 
@@ -275,15 +321,20 @@ def write_image(path: str | Path, data: ImageData, quality: int = QUALITY, note:
     fmt = output_format(path)
     im, warnings = to_pil(data, fmt)
     params: dict = {}
-    if note is not None and fmt == "PNG":
+    if fmt == "PNG" and (note is not None or data.gamma is not None):
         info = PngImagePlugin.PngInfo()
-        info.add_text(NOTE_KEY, note)
+        if note is not None:
+            info.add_text(NOTE_KEY, note)
+        if data.gamma is not None:  # Pillow reads gAMA but never writes it: add the chunk itself
+            info.add(b"gAMA", struct.pack(">I", round(data.gamma * 100000)))
         params["pnginfo"] = info
     elif note is not None and fmt in ("JPEG", "WEBP", "TIFF"):
         exif = Image.Exif()
         exif[_EXIF_DESCRIPTION] = note
         params["exif"] = exif
-    if data.icc_profile and fmt != "BMP":
+    if fmt != "PNG" and data.gamma is not None and abs(data.gamma - _SRGB_GAMMA) > 5e-4:  # sRGB's value is what any reader assumes
+        warnings.append(f"{fmt} cannot store the PNG gamma {data.gamma:g}: dropped")
+    if data.icc_profile and fmt != "BMP":  # BMP: added after Pillow has written the file
         params["icc_profile"] = data.icc_profile
     if fmt == "JPEG":
         params.update(quality=quality, subsampling=0)  # 4:4:4: chroma subsampling would blur added detail
@@ -297,21 +348,47 @@ def write_image(path: str | Path, data: ImageData, quality: int = QUALITY, note:
         raise ImageWriteError(f"{path}: cannot write ({path.parent} is not a directory)") from None
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot create its directory ({exc.strerror or _one_line(exc)})") from None
+
+    def save(tmp: str) -> None:
+        im.save(tmp, format=fmt, **params)
+        if fmt == "BMP" and data.icc_profile:
+            Path(tmp).write_bytes(_bmp_with_profile(Path(tmp).read_bytes(), data.icc_profile))
+
     try:
-        atomic_write_bytes(path, lambda tmp: im.save(tmp, format=fmt, **params))
+        atomic_write_bytes(path, save)
     except OSError as exc:
         raise ImageWriteError(f"{path}: cannot write ({exc.strerror or _one_line(exc)})") from None
     except ValueError as exc:
         raise ImageWriteError(f"{path}: cannot write ({_one_line(exc)})") from None
     sidecar = sidecar_path(path)
+    fits = len(os.fsencode(sidecar.name)) <= NAME_MAX  # a name near the limit has no room for ".srcli"
     try:
-        if note is not None and fmt == "BMP":
+        if note is not None and fmt == "BMP" and fits:
             atomic_write_bytes(sidecar, lambda tmp: Path(tmp).write_text(note + "\n"))
-        elif sidecar.exists():
+        elif note is not None and fmt == "BMP":
+            warnings.append(f"no fingerprint beside it (the name is too long for a {_SIDECAR_SUFFIX} file): a rerun redoes it")
+        elif fits and sidecar.exists():
             sidecar.unlink()  # it described an earlier file of this name
     except OSError as exc:
         raise ImageWriteError(f"{sidecar}: cannot write ({exc.strerror or _one_line(exc)})") from None
     return warnings
+
+
+def _bmp_with_profile(bmp: bytes, profile: bytes) -> bytes:
+    """Pillow's BMP (BITMAPINFOHEADER) rewritten with a BITMAPV5HEADER that embeds ``profile``
+    after the pixels.  The V5 colour masks are only read for BI_BITFIELDS files: zero here."""
+    if struct.unpack_from("<I", bmp, _BMP_FILE_HEADER)[0] != _BMP_INFO:
+        raise ValueError("unexpected BMP header from Pillow")
+    grow = _BMP_V5 - _BMP_INFO
+    pixels_at = struct.unpack_from("<I", bmp, 10)[0] + grow
+    body = bmp[_BMP_FILE_HEADER + _BMP_INFO :]  # palette (if any) and pixels
+    profile_at = _BMP_V5 + len(body)  # counted from the start of the V5 header
+    v5 = struct.pack("<I", _BMP_V5) + bmp[_BMP_FILE_HEADER + 4 : _BMP_FILE_HEADER + _BMP_INFO]
+    v5 += struct.pack("<4I", 0, 0, 0, 0) + struct.pack("<I", _BMP_PROFILE_EMBEDDED) + bytes(36 + 12)  # masks, CS type, endpoints, gammas
+    v5 += struct.pack("<4I", _BMP_INTENT_IMAGES, profile_at, len(profile), 0)
+    total = _BMP_FILE_HEADER + _BMP_V5 + len(body) + len(profile)
+    file_header = b"BM" + struct.pack("<IHHI", total, 0, 0, pixels_at)
+    return file_header + v5 + body + profile
 
 
 def read_note(path: str | Path) -> Optional[str]:

@@ -81,6 +81,11 @@ def resolve_model(name: str) -> Path:
 def resolve_weights(spec: Optional[str] = None, model: Optional[str] = None) -> Path:
     """The checkpoint file of ``spec`` (a path, a name looked up as ``find_named`` does, or
     ``hf://OWNER/REPO/FILE[@REVISION]``) or of the shipped ``model``; neither: the default model."""
+    # An empty value (--weights "" from an unset shell variable) is a mistake, not "the default".
+    if spec is not None and not spec.strip():
+        raise CheckpointError("--weights is empty: give a checkpoint file or name (leave the option out for the default model)")
+    if model is not None and not model.strip():
+        raise CheckpointError(f"--model is empty: choose {', '.join(MODELS)} (leave the option out for the default, {DEFAULT_MODEL})")
     if spec is not None and model is not None:
         raise CheckpointError("give a model name or a weights file, not both")
     if spec is None:

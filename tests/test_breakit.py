@@ -9,12 +9,13 @@ import json
 import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms, PngImagePlugin, features
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ from srcli.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from srcli.cli import app
 from srcli.cli import common
 from srcli.diffusion import NoiseSchedule
+from srcli.imageio import ImageData, ImageReadError, read_image, write_image
 
 runner = CliRunner()
 
@@ -421,7 +423,8 @@ def test_lambdas_that_share_a_file_name_are_refused(tmp_path, tiny_checkpoint):
 # -- 13. Click's own usage errors are one line too -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["upscale", "x.png", "--scale", "abc"], ["upscale", "x.png", "--sed", "3"], ["fuse", "a.png"], ["frobnicate"]],
+@pytest.mark.parametrize("args", [["upscale", "x.png", "--scale", "abc"], ["upscale", "x.png", "--sed", "3"], ["fuse", "a.png"], ["frobnicate"],
+                                  ["sample-diverse", "x.png", "--n", "abc"], ["upscale", "x.png", "--steps", "1.5"], ["train", "--batch", "q"]],
                          ids=lambda a: " ".join(a))
 def test_click_usage_errors_are_one_line(args):
     result = runner.invoke(app, args)
@@ -557,3 +560,166 @@ def test_a_fifo_is_not_a_regular_file_and_a_folder_is_a_directory(tmp_path, tiny
     assert "is a directory" in one_line_error(result, 2)
     result = runner.invoke(app, ["sample-diverse", str(fifo), "--weights", str(tiny_checkpoint)])
     assert "not a regular file" in one_line_error(result, 2)
+
+
+# -- 13. formats: one list for reading and for folders; 16-bit colour; ICC in BMP; PNG gamma -----------------
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def raw_png(samples: np.ndarray, color_type: int, *chunks: bytes) -> bytes:
+    """A 16-bit PNG written byte by byte (Pillow cannot write 16-bit colour)."""
+    h, w = samples.shape[:2]
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in samples)
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + b"".join(chunks) + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow has no AVIF codec")
+def test_a_folder_of_avif_files_is_upscaled_like_one_named_directly(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(noisy(10, 12)).save(folder / "a.avif")
+    result = upscale(str(folder), "--scale", "2", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert Image.open(folder / "a_x2.png").size == (24, 20)  # AVIF is read, not written: PNG out
+    from srcli.imageio import list_images
+
+    assert [p.name for p in list_images(folder)] == ["a.avif", "a_x2.png"]  # eval and train folders too
+
+
+def test_folder_discovery_and_the_reader_use_one_list_of_formats(tmp_path):
+    from srcli.imageio import INPUT_SUFFIXES, READ_FORMATS
+
+    registered = Image.registered_extensions()
+    assert all(registered[s] in READ_FORMATS for s in INPUT_SUFFIXES)
+    # every readable format Pillow can also write here is found in a folder and read back
+    folder = tmp_path / "in"
+    folder.mkdir()
+    written = []
+    for suffix in sorted(s for s in INPUT_SUFFIXES if registered[s] not in ("ICO",)):  # ICO: sizes of its own
+        try:
+            Image.fromarray(noisy(8, 8)).save(folder / f"x{suffix}")
+        except (OSError, KeyError, ValueError):
+            (folder / f"x{suffix}").unlink(missing_ok=True)
+            continue
+        written.append(f"x{suffix}")
+    assert {"x.avif", "x.ppm", "x.tga", "x.qoi", "x.jp2", "x.png"} <= set(written) or not features.check("avif")
+    found, missing, _ = common.expand_inputs([str(folder)], INPUT_SUFFIXES)
+    assert sorted(p.name for p in found) == sorted(written) and not missing
+    assert all(read_image(p).size == (8, 8) for p in found)
+    # a format outside the list is refused even when named directly (EPS would run Ghostscript)
+    (tmp_path / "x.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    with pytest.raises(ImageReadError, match="not a recognised image"):
+        read_image(tmp_path / "x.eps")
+
+
+@pytest.mark.parametrize("color_type, mode", [(6, "RGBA"), (2, "RGB")])
+def test_sixteen_bit_colour_read_at_8_bits_says_so_once(color_type, mode, tmp_path, tiny_checkpoint):
+    samples = np.random.default_rng(0).integers(0, 65536, (6, 7, 4 if color_type == 6 else 3)).astype(np.uint16)
+    src = tmp_path / "deep.png"
+    src.write_bytes(raw_png(samples, color_type))
+    data = read_image(src)
+    assert data.bits == 8 and np.array_equal(data.rgb, (samples[..., :3] >> 8).astype(np.uint8))
+    assert [w for w in data.warnings if "16-bit" in w] == [f"16-bit {mode} samples are read at 8 bits (Pillow has no 16-bit {mode} mode)"]
+    result = upscale(str(src), "--scale", "2", "--json", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert sum("16-bit" in line for line in result.stderr.splitlines()) == 1
+
+
+SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_bmp_output_keeps_the_icc_profile(mode, tmp_path, tiny_checkpoint):
+    src = tmp_path / "a.png"
+    Image.fromarray(noisy(8, 9)).convert(mode).save(src, icc_profile=SRGB_ICC)
+    out = tmp_path / "a_x2.bmp"
+    result = upscale(str(src), "--scale", "2", "-o", str(out), weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    raw = out.read_bytes()
+    # a BITMAPV5HEADER whose colour space is an embedded profile, the profile where it says
+    assert struct.unpack_from("<I", raw, 14)[0] == 124 and raw[14 + 56 : 14 + 60] == b"DEBM"
+    at, size = struct.unpack_from("<2I", raw, 14 + 112)
+    assert raw[14 + at : 14 + at + size] == SRGB_ICC and struct.unpack_from("<I", raw, 2)[0] == len(raw)
+    data = read_image(out)
+    assert data.icc_profile == SRGB_ICC and data.size == (16, 18) and data.grayscale == (mode == "L")
+    # the same pixels as a BMP without a profile
+    plain = tmp_path / "plain.bmp"
+    write_image(plain, ImageData(data.rgb, None, data.grayscale))
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(plain)))
+    # a header pointing past the end of the file: the image, a warning, no profile
+    cut = raw[: 14 + at + 10]
+    (tmp_path / "cut.bmp").write_bytes(cut)
+    broken = read_image(tmp_path / "cut.bmp")
+    assert broken.icc_profile is None and any("ICC profile" in w for w in broken.warnings)
+
+
+def test_png_gamma_is_carried_over(tmp_path, tiny_checkpoint):
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 100000))  # a linear-light image: gamma 1.0
+    src = tmp_path / "lin.png"
+    Image.fromarray(noisy(8, 8)).save(src, pnginfo=info)
+    assert read_image(src).gamma == 1.0
+    result = upscale(str(src), "--scale", "2", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "lin_x2.png").info.get("gamma") == 1.0
+    # a format without a place for it says it was dropped
+    result = upscale(str(src), "--scale", "2", "--format", "jpg", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    assert "cannot store the PNG gamma 1" in result.stderr
+    again = upscale(str(src), "--scale", "2", "--format", "jpg", "--json", weights=tiny_checkpoint)
+    assert json.loads(again.stdout)["status"] == "skipped"  # the fingerprint still went into the JPEG
+    # the 16-bit grayscale path keeps it too
+    src16 = tmp_path / "g16.png"
+    src16.write_bytes(raw_png(np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000, 0, png_chunk(b"gAMA", struct.pack(">I", 45455))))
+    data = read_image(src16)
+    assert data.bits == 16 and data.gamma == 0.45455
+    write_image(tmp_path / "g16_out.png", data)
+    assert Image.open(tmp_path / "g16_out.png").info.get("gamma") == 0.45455
+
+
+# -- 13. an empty --weights or --model is not the default -----------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--weights", "--model"])
+@pytest.mark.parametrize("command", ["upscale", "sample-diverse", "eval"])
+def test_an_empty_weights_or_model_name_is_a_usage_error(option, command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where sample-diverse's default output would go
+    image = str(save(tmp_path / "hr" / "a.png", 24, 24))
+    inputs = [str(tmp_path / "hr")] if command == "eval" else [image]
+    result = runner.invoke(app, [command, *inputs, option, "", "--steps", "1"])
+    assert f"{option} is empty" in one_line_error(result, 2)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "hr"]
+
+
+# -- 13. output names near the 255-byte limit ---------------------------------------------------------------------
+
+
+def test_output_names_up_to_the_name_limit_are_written(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "in"
+    names = ["a" * (n - len("_x2.png")) + ".png" for n in (242, 248, 252, 255)]
+    names.append("é" * 120 + ".png")  # 244 bytes in, 251 bytes out: the limit counts bytes
+    names.append("c" * (252 - len("_x2.bmp")) + ".bmp")  # no room for its NAME.srcli fingerprint file
+    for name in names:
+        save(folder / name, 8, 8)
+    result = upscale(str(folder), "--scale", "2", weights=tiny_checkpoint)
+    assert result.exit_code == 0, result.output
+    outputs = sorted(p.name for p in folder.iterdir() if "_x2" in p.name)
+    assert outputs == sorted(n[: -len(".png")] + "_x2" + n[-4:] for n in names)
+    assert "a rerun redoes it" in result.stderr
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_temporaries_of_a_255_byte_name_fit_and_are_found_when_stale(tmp_path):
+    from srcli import fsutil
+
+    target = tmp_path / ("b" * 251 + ".bin")
+    fsutil.atomic_write_bytes(target, lambda tmp: Path(tmp).write_bytes(b"x"))
+    assert target.read_bytes() == b"x"
+    stale = tmp_path / (fsutil._tmp_prefix(target) + "abcdefgh" + fsutil._TMP_SUFFIX)
+    assert len(os.fsencode(stale.name)) <= 255
+    stale.write_bytes(b"half")  # what a killed writer leaves
+    assert fsutil.remove_stale_temps(target) == 1 and not stale.exists() and target.exists()

@@ -31,15 +31,16 @@ _DEFAULTS = ", ".join(f"{f:g} at {s:g}x" for s, f in sorted(DEFAULT_STRENGTH["en
 _HELP = f"""Upscale images with the diffusion model: by --scale (default 4), or to a --width or --height.
 
 INPUT is any mix of image files, directories (the images directly inside; not subfolders) and
-quoted glob patterns ('photos/**/*.jpg' walks a tree).  PNG, JPEG, WebP, TIFF, BMP and GIF (first
-frame) are read; grayscale stays grayscale, alpha is upscaled with Lanczos, 16-bit grayscale
-PNG/TIFF is processed and written at 16 bits, the ICC profile is kept.
+quoted glob patterns ('photos/**/*.jpg' walks a tree).  PNG, JPEG, WebP, AVIF, TIFF, BMP, GIF
+(first frame), JPEG 2000, PNM, TGA, QOI, PSD, ICO, PCX and SGI are read, named or in a folder;
+grayscale stays grayscale, alpha is upscaled with Lanczos, 16-bit grayscale PNG/TIFF is processed
+and written at 16 bits, the ICC profile and a PNG's gamma are kept.
 
 Outputs go next to each input as NAME_x4.EXT (NAME_x2.5.EXT at 2.5x, NAME_w1920.EXT with --width
 1920), into a directory with -o DIR, or to -o FILE for a single input.  EXT is the input's (PNG for
-a GIF input), -o FILE's suffix, or --format png|jpg|webp|tiff; --quality
-sets JPEG/WebP quality.  An input is never overwritten, and an input that is another input's output
-(an earlier run's result) is left out.  Outputs are written atomically, each with a fingerprint of
+a format srcli does not write, e.g. GIF or AVIF), -o FILE's suffix, or --format png|jpg|webp|tiff;
+--quality sets JPEG/WebP quality.  An input is never overwritten, and an input that is another
+input's output (an earlier run's result) is left out.  Outputs are written atomically, each with a fingerprint of
 its input file, the model and every setting that changes the pixels in its metadata: a rerun skips
 the outputs made from the same input with the same model and settings (so rerunning an interrupted
 batch finishes it) and redoes the others (the summary counts them; --overwrite redoes everything).
@@ -286,7 +287,7 @@ def upscale_command(
         Optional[str], typer.Option("--output", "-o", help="Output file (one input) or directory. Default: next to each input.")
     ] = None,
     fmt: Annotated[
-        Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff. Default: the input's (PNG for GIF inputs) or -o's suffix.", show_default=False)
+        Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff. Default: the input's (PNG for GIF, AVIF and other formats srcli reads only) or -o's suffix.", show_default=False)
     ] = None,
     quality: Annotated[int, typer.Option("--quality", "-q", help="JPEG/WebP quality from 1 to 100.")] = QUALITY,
     steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps of a full run (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
