@@ -695,6 +695,17 @@ def test_an_empty_weights_or_model_name_is_a_usage_error(option, command, tmp_pa
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "hr"]
 
 
+@pytest.mark.parametrize("args", [["upscale", ""], ["eval", "", "--steps", "1"], ["upscale", "a.png", "-o", ""], ["train", "--data", ""],
+                                  ["upscale", "a.png", "--weights="], ["upscale", "--json", "", "a.png"]], ids=repr)
+def test_an_empty_argument_never_means_the_current_folder(args, tmp_path, tiny_checkpoint, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "" would be "." here: a folder with an image in it
+    save(tmp_path / "a.png", 12, 12)
+    result = runner.invoke(app, args)
+    stderr = one_line_error(result, 2)
+    assert "is empty" in stderr and len(stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "tiny.safetensors"]
+
+
 # -- 13. output names near the 255-byte limit ---------------------------------------------------------------------
 
 
