@@ -12,7 +12,7 @@ naming the file and the reason.  Decompression bombs are refused by Pillow's own
 
 ``write_image`` picks the format from the suffix, stores the best the format can hold (16-bit
 grayscale in PNG/TIFF, alpha where the format has it, the ICC profile (in a BMP too, through a
-version-5 header), the PNG gamma, JPEG/WebP quality 95) and
+version-5 header: srcli.bmpicc), the PNG gamma, JPEG/WebP quality 95) and
 writes atomically, so an interrupted run never leaves a half-written image.  It can also store a
 short text ``note`` inside the file (``read_note`` gives it back): what ``srcli upscale`` uses to
 recognise an output made from the same input and settings (a PNG text chunk, the EXIF
@@ -34,6 +34,7 @@ from typing import Iterable, Optional
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
+from . import bmpicc
 from .fsutil import NAME_MAX, atomic_write_bytes
 
 # The Pillow formats srcli reads, the one list both the reader and folder discovery use: raster
@@ -56,10 +57,6 @@ _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
 _GRAY16_FORMATS = {"PNG", "TIFF"}
 _GRAY16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _SRGB_GAMMA = 1 / 2.2  # the gAMA value of an sRGB-like PNG: what a file without gamma is taken to be
-# BMP: BITMAPINFOHEADER (what Pillow writes) and BITMAPV5HEADER (which can embed an ICC profile)
-_BMP_FILE_HEADER, _BMP_INFO, _BMP_V5 = 14, 40, 124
-_BMP_PROFILE_EMBEDDED = 0x4D424544  # bV5CSType 'MBED'
-_BMP_INTENT_IMAGES = 4  # LCS_GM_IMAGES: perceptual rendering
 
 
 class ImageReadError(Exception):
@@ -194,8 +191,12 @@ def read_image(path: str | Path) -> ImageData:
                 if im.mode in ("RGB", "RGBA", "LA") and any(";16" in str(tile.args) for tile in im.tile):
                     # Pillow decodes 16-bit colour (and gray with alpha) to 8 bits: say so, once.
                     warnings.append(f"16-bit {im.mode} samples are read at 8 bits (Pillow has no 16-bit {im.mode} mode)")
-                if im.format == "BMP" and "icc_profile" not in im.info:
-                    _read_bmp_profile(path, im, warnings)
+                if im.format == "BMP" and "icc_profile" not in im.info:  # Pillow skips a V5 header's profile
+                    profile, problem = bmpicc.embedded_profile(path)
+                    if profile:
+                        im.info["icc_profile"] = profile
+                    if problem:
+                        warnings.append(problem)
                 im.load()  # decode now, so truncated or corrupt data fails here
                 try:
                     im = ImageOps.exif_transpose(im)
@@ -217,24 +218,6 @@ def read_image(path: str | Path) -> ImageData:
         raise ImageReadError(f"{path}: truncated or corrupt image data ({_one_line(exc)})") from None
     data.warnings[:0] = warnings
     return data
-
-
-def _read_bmp_profile(path: Path, im: Image.Image, warnings: list[str]) -> None:
-    """Put the ICC profile embedded in a version-5 BMP header (Pillow skips it) into ``im.info``."""
-    with open(path, "rb") as f:
-        head = f.read(_BMP_FILE_HEADER + _BMP_V5)
-        if len(head) < _BMP_FILE_HEADER + _BMP_V5 or struct.unpack_from("<I", head, _BMP_FILE_HEADER)[0] != _BMP_V5:
-            return
-        cs_type = struct.unpack_from("<I", head, _BMP_FILE_HEADER + 56)[0]  # after the 40-byte part and 4 masks
-        offset, size = struct.unpack_from("<2I", head, _BMP_FILE_HEADER + 112)  # bV5ProfileData, bV5ProfileSize
-        if cs_type != _BMP_PROFILE_EMBEDDED or size == 0:
-            return
-        f.seek(_BMP_FILE_HEADER + offset)  # the offset counts from the start of the V5 header
-        profile = f.read(size)
-    if len(profile) != size:  # an untrusted header pointing past the end of the file
-        warnings.append("the embedded ICC profile lies outside the file: ignored")
-        return
-    im.info["icc_profile"] = profile
 
 
 def image_size(path: str | Path) -> Optional[tuple[int, int]]:
@@ -352,7 +335,7 @@ def write_image(path: str | Path, data: ImageData, quality: int = QUALITY, note:
     def save(tmp: str) -> None:
         im.save(tmp, format=fmt, **params)
         if fmt == "BMP" and data.icc_profile:
-            Path(tmp).write_bytes(_bmp_with_profile(Path(tmp).read_bytes(), data.icc_profile))
+            Path(tmp).write_bytes(bmpicc.with_profile(Path(tmp).read_bytes(), data.icc_profile))
 
     try:
         atomic_write_bytes(path, save)
@@ -372,23 +355,6 @@ def write_image(path: str | Path, data: ImageData, quality: int = QUALITY, note:
     except OSError as exc:
         raise ImageWriteError(f"{sidecar}: cannot write ({exc.strerror or _one_line(exc)})") from None
     return warnings
-
-
-def _bmp_with_profile(bmp: bytes, profile: bytes) -> bytes:
-    """Pillow's BMP (BITMAPINFOHEADER) rewritten with a BITMAPV5HEADER that embeds ``profile``
-    after the pixels.  The V5 colour masks are only read for BI_BITFIELDS files: zero here."""
-    if struct.unpack_from("<I", bmp, _BMP_FILE_HEADER)[0] != _BMP_INFO:
-        raise ValueError("unexpected BMP header from Pillow")
-    grow = _BMP_V5 - _BMP_INFO
-    pixels_at = struct.unpack_from("<I", bmp, 10)[0] + grow
-    body = bmp[_BMP_FILE_HEADER + _BMP_INFO :]  # palette (if any) and pixels
-    profile_at = _BMP_V5 + len(body)  # counted from the start of the V5 header
-    v5 = struct.pack("<I", _BMP_V5) + bmp[_BMP_FILE_HEADER + 4 : _BMP_FILE_HEADER + _BMP_INFO]
-    v5 += struct.pack("<4I", 0, 0, 0, 0) + struct.pack("<I", _BMP_PROFILE_EMBEDDED) + bytes(36 + 12)  # masks, CS type, endpoints, gammas
-    v5 += struct.pack("<4I", _BMP_INTENT_IMAGES, profile_at, len(profile), 0)
-    total = _BMP_FILE_HEADER + _BMP_V5 + len(body) + len(profile)
-    file_header = b"BM" + struct.pack("<IHHI", total, 0, 0, pixels_at)
-    return file_header + v5 + body + profile
 
 
 def read_note(path: str | Path) -> Optional[str]:
