@@ -35,7 +35,7 @@ def measure(pipe, lr_size: int, scale: float, steps: int) -> dict:
 
     def once() -> torch.Tensor:
         cond = Conditioned(model, x_lr, hr)
-        return reverse_process(cond.eps_fn(), schedule, x_T, schedule.T, seeded_noise([0]), steps=steps)
+        return reverse_process(cond.eps_fn(), schedule, x_T, schedule.T, seeded_noise([0]), SamplingOptions(steps=steps))
 
     def per_step() -> torch.Tensor:
         scale_t = torch.full((1,), hr[1] / lr_size)
@@ -43,7 +43,7 @@ def measure(pipe, lr_size: int, scale: float, steps: int) -> dict:
         def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # the naive loop: encode every step
             return model.denoise_fn(x_t, t, model.condition(x_lr, hr), scale_t)
 
-        return reverse_process(eps, schedule, x_T, schedule.T, seeded_noise([0]), steps=steps)
+        return reverse_process(eps, schedule, x_T, schedule.T, seeded_noise([0]), SamplingOptions(steps=steps))
 
     with torch.inference_mode():
         encoder_s, _ = timed(lambda: Conditioned(model, x_lr, hr))

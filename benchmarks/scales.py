@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     from srcli.evaluate import SRCLI, evaluate_folder
-    from srcli.pipeline import DEFAULT_STEPS
+    from srcli.options import DEFAULT_STEPS
 
     val = c.split_folder(p, args)
     threads = c.setup(args)
@@ -50,7 +50,7 @@ def main() -> None:
     for scale in (*TABLE_SCALES, CASCADE_SCALE):
         runs = [(FULL, 1.0, None, ("bicubic", "lanczos"))]
         for label, init in ((DEFAULT, "encoder"), (DIFFSR, "bicubic")):
-            if any(s.strength != 1.0 for s in pipe.stages(scale, steps, init=init)):
+            if any(s.strength != 1.0 for s in pipe.passes(scale, steps=steps, init=init)):
                 runs.append((label, None, init, ()))
         for label, strength, init, baselines in runs:
             report = evaluate_folder(val, pipe, limit=limit, scale=scale, steps=steps, strength=strength, init=init,

@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--sampler", default=None, help="ddpm or ddim (default: the pipeline's default)")
     p.add_argument("--scale", type=float, default=4.0)
     args = p.parse_args()
-    from srcli.pipeline import DEFAULT_SAMPLER, DEFAULT_STEPS
+    from srcli.options import DEFAULT_SAMPLER, DEFAULT_STEPS
 
     threads = c.setup(args)
     sizes = args.sizes or ([16, 32] if args.quick else [64, 128, 256, 512])

@@ -23,7 +23,7 @@ The suggested strength of a scale and init, fidelity first:
    goes to the smaller strength (fewer steps);
 3. when no qualifying strength recovers that much, the most detailed qualifying one (as much
    invention as the floor allows); when none qualifies, the highest PSNR-Y.
-The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/pipeline.py; the 1.5x row
+The script prints the result as the ``DEFAULT_STRENGTH`` table of srcli/cascade.py; the 1.5x row
 also shows whether a direct pass below the trained range beats bicubic.  History: before 2026-11-24
 the rule was step 2 alone, run on 5 of the validation crops (0.6 at 4x); then the floor on the
 tuning crops alone (0.6 at 4x with the 40993-step model, which kept +1.21 dB on the tuning crops but
@@ -100,7 +100,8 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="crops per split (default: all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    from srcli.engine import INITS, reverse_steps, start_step
+    from srcli.diffusion import start_step
+    from srcli.options import INITS, SamplingOptions
     from srcli.evaluate import SRCLI, evaluate_images
     from srcli.imageio import list_images, load_rgb8
     from srcli.metrics import border_for
@@ -151,7 +152,7 @@ def main() -> None:
         def run(init: str, strength: float) -> dict[str, Any]:
             s = measure("tune", init, strength)
             row = {"scale": scale, "init": init, "strength": strength,
-                   "steps_run": reverse_steps(pipe.schedule, start_step(pipe.schedule, strength), steps),
+                   "steps_run": SamplingOptions(steps=steps).steps_from(pipe.schedule.T, start_step(pipe.schedule, strength)),
                    "psnr_y": s.psnr_y, "ssim_y": s.ssim_y, "lr_psnr": s.lr_psnr,
                    "detail": float(np.mean(details[SRCLI])), "seconds": s.seconds,
                    "margins": {"tune": s.psnr_y - bicubic["tune", scale]["psnr_y"]}, "val_psnr_y": None}
@@ -208,7 +209,7 @@ def main() -> None:
         + "\nAll columns but the last on the tuning crops. detail = mean |Laplacian of Y| relative to the HR crop's. "
         + "val PSNR-Y: the validation crops, run only for strengths that keep the floor on the tuning crops.  "
         + f"<- = suggested: {rule}.\n\n"
-        + "For srcli/pipeline.py:\n\n" + "".join(f"    {line}\n" for line in table.splitlines()) + "\n"
+        + "For srcli/cascade.py:\n\n" + "".join(f"    {line}\n" for line in table.splitlines()) + "\n"
         + f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n"
     )
     c.write_results(args, "strength_sweep", data, md)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from srcli.evaluate import interpolate, protocol_pair  # noqa: E402
-from srcli.explore import labelled_grid  # noqa: E402
+from srcli.render import labelled_grid  # noqa: E402
 from srcli.imageio import load_rgb8  # noqa: E402
 from srcli.pipeline import SRPipeline  # noqa: E402
 

@@ -27,7 +27,7 @@ import torch
 from .checkpoint import CheckpointError, check_layout, check_weight_values, expected_shapes, save_checkpoint, schedule_from_betas
 from .diffusion import NoiseSchedule, cosine_betas
 from .nets import ModelConfig, SRDiffModel, count_parameters
-from .pipeline import UsageError
+from .errors import UsageError
 
 # Buffers of the authors' GaussianDiffusion module.  ``betas`` becomes the srcli schedule; the others
 # are functions of it that srcli recomputes (in float64) from the betas.

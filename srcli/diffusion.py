@@ -9,6 +9,7 @@ Randomness enters only through ``noise(k, like)``: the caller decides where nois
 generator, or a position-keyed field so that tiles and batches see the same noise as a whole image).
 
 * ``training_loss``      - Algorithm 1 (one training step's loss)
+* ``ddpm_step`` / ``ddim_step`` - one reverse step over a respaced schedule (pure functions)
 * ``reverse_process``    - Algorithm 2 from any intermediate t, full or respaced, DDPM or DDIM
 * ``sample``             - Algorithm 2 from pure noise at T
 * ``content_fusion``     - Algorithm 3
@@ -22,6 +23,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+
+from .options import EXACT, SamplingOptions
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int, torch.Tensor], torch.Tensor]
@@ -116,55 +119,63 @@ def training_loss(
     return (noise - eps_fn(x_t, (t - 1).to(x_r.device))).abs().mean()
 
 
+def start_step(schedule: NoiseSchedule, strength: float) -> int:
+    """The Diff-SR start: step round(strength * T) (strength 1.0 is the standard start at T)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return max(1, round(strength * schedule.T))
+
+
+def predict_x0(x_t: torch.Tensor, eps: torch.Tensor, a_t: float) -> torch.Tensor:
+    """x0_hat from Eq. 4 given the predicted noise, clipped to [-1, 1] (the residual's range)."""
+    return ((x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-1, 1)
+
+
+def ddpm_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: float, a_prev: float) -> tuple[torch.Tensor, float]:
+    """Mean and standard deviation of p(x_t' | x_t) for the step t -> t' of a respaced grid, with
+    abar(t) = ``a_t``, abar(t') = ``a_prev``: the posterior q(x_t' | x_t, x0_hat) of Eq. 6-7 with the
+    respaced beta = 1 - a_t / a_prev (Nichol & Dhariwal); on the full grid it is the paper's step."""
+    beta = 1 - a_t / a_prev
+    mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t)) * x_t
+    return mean, math.sqrt((1 - a_prev) / (1 - a_t) * beta)
+
+
+def ddim_step(x_t: torch.Tensor, x0: torch.Tensor, a_t: float, a_prev: float, eta: float = 0.0) -> tuple[torch.Tensor, float]:
+    """Mean and standard deviation of DDIM's step t -> t': sigma = eta * sqrt(beta_tilde) of the
+    respaced step, mean = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps_hat with eps_hat the
+    noise implied by x0_hat.  eta = 1 is the DDPM step; eta = 0 is deterministic."""
+    eps_hat = (x_t - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+    sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    return math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps_hat, sigma
+
+
 def reverse_process(
     eps_fn: EpsFn,
     schedule: NoiseSchedule,
     x_t: torch.Tensor,
     t_start: int,
     noise: NoiseFn,
-    steps: Optional[int] = None,
-    sampler: str = "ddpm",
-    eta: float = 0.0,
-    temperature: float = 1.0,
-    clip: bool = True,
+    options: SamplingOptions = EXACT,
     callback: StepCallback = None,
 ) -> torch.Tensor:
     """Algorithm 2 (lines 2-6) started from a given x_t at step ``t_start`` (0 <= t_start <= T).
 
-    With ``steps`` = t_start and sampler "ddpm" this is exactly the paper's loop: x0_hat from Eq. 4
-    (clipped to [-1, 1]), the posterior mean of Eq. 7 and sigma_t^2 = beta_tilde_t (Eq. 6), no noise at
-    the last step.  Fewer steps respace the schedule over ``timestep_grid``: "ddpm" uses the respaced
-    betas 1 - abar_t/abar_t' (Nichol & Dhariwal), "ddim" the DDIM update with noise scale ``eta``.
-    ``temperature`` scales the injected noise.  ``noise(k, like)`` supplies the noise of step k.
-    """
+    ``options.steps`` None runs every step: the paper's loop (x0_hat by Eq. 4, clipped; the
+    posterior mean of Eq. 7; sigma_t^2 = beta_tilde_t of Eq. 6; no noise at the last step).
+    Otherwise the run takes the share t_start / T of a full run's steps over ``timestep_grid`` with
+    ``ddpm_step`` or ``ddim_step`` (``options.sampler``, ``options.eta``); ``options.temperature``
+    scales the injected noise, ``noise(k, like)`` supplies the noise of step k."""
     if not 0 <= t_start <= schedule.T:
         raise ValueError(f"t must be in [0, {schedule.T}], got {t_start}")
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"unknown sampler {sampler!r} (choose ddpm or ddim)")
-    grid = timestep_grid(t_start, t_start if steps is None else steps)
-    abar = schedule.abar
+    grid = timestep_grid(t_start, options.steps_from(schedule.T, t_start))
+    step = ddpm_step if options.sampler == "ddpm" else (lambda x, x0, a, b: ddim_step(x, x0, a, b, options.eta))
     x = x_t
-    for k, t in enumerate(grid):
-        t_prev = grid[k + 1] if k + 1 < len(grid) else 0
-        t_batch = torch.full((x.shape[0],), t - 1, device=x.device, dtype=torch.long)
-        eps = eps_fn(x, t_batch).float()
-        a_t, a_prev = float(abar[t]), float(abar[t_prev])
-        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
-        if clip:
-            x0 = x0.clamp(-1, 1)
-        var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)  # beta_tilde of the (respaced) step
-        if sampler == "ddpm":
-            beta = 1 - a_t / a_prev
-            mean = (math.sqrt(a_prev) * beta / (1 - a_t)) * x0 + (math.sqrt(1 - beta) * (1 - a_prev) / (1 - a_t)) * x
-            sigma = math.sqrt(var)
-        else:
-            eps_hat = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
-            sigma = eta * math.sqrt(var)
-            mean = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps_hat
-        if t_prev > 0 and sigma > 0 and temperature > 0:
-            x = mean + (sigma * temperature) * noise(k + 1, x)
-        else:
-            x = mean
+    for k, (t, t_prev) in enumerate(zip(grid, [*grid[1:], 0])):
+        a_t, a_prev = float(schedule.abar[t]), float(schedule.abar[t_prev])
+        eps = eps_fn(x, torch.full((x.shape[0],), t - 1, device=x.device, dtype=torch.long)).float()
+        mean, sigma = step(x, predict_x0(x, eps, a_t), a_t, a_prev)
+        noisy = t_prev > 0 and sigma > 0 and options.temperature > 0
+        x = mean + (sigma * options.temperature) * noise(k + 1, x) if noisy else mean
         if callback is not None:
             callback(k + 1, len(grid))
     return x
@@ -176,12 +187,12 @@ def sample(
     shape: Sequence[int],
     noise: NoiseFn,
     device: torch.device | str = "cpu",
-    temperature: float = 1.0,
-    **kwargs,
+    options: SamplingOptions = EXACT,
+    callback: StepCallback = None,
 ) -> torch.Tensor:
-    """Algorithm 2: x_T ~ N(0, I) (scaled by ``temperature``), then the reverse process from T."""
-    x_T = noise(0, torch.empty(tuple(shape), device=device)) * temperature
-    return reverse_process(eps_fn, schedule, x_T, schedule.T, noise, temperature=temperature, **kwargs)
+    """Algorithm 2: x_T ~ N(0, I) (scaled by the temperature), then the reverse process from T."""
+    x_T = noise(0, torch.empty(tuple(shape), device=device)) * options.temperature
+    return reverse_process(eps_fn, schedule, x_T, schedule.T, noise, options, callback)
 
 
 def diffuse(schedule: NoiseSchedule, x0: torch.Tensor, t: int, noise: NoiseFn) -> torch.Tensor:
@@ -197,13 +208,14 @@ def content_fusion(
     fused_residual: torch.Tensor,
     t: int,
     noise: NoiseFn,
-    **kwargs,
+    options: SamplingOptions = EXACT,
+    callback: StepCallback = None,
 ) -> torch.Tensor:
     """Algorithm 3 (lines 3-7): diffuse the residual of the pasted image x_f - up(x_L) to t with one
     draw of noise, then run the reverse process from t conditioned on D(x_L).  The caller pastes the
     region back into the face source, which keeps every pixel outside it untouched."""
     x_t = diffuse(schedule, fused_residual, t, noise)
-    return reverse_process(eps_fn, schedule, x_t, t, noise, **kwargs)
+    return reverse_process(eps_fn, schedule, x_t, t, noise, options, callback)
 
 
 def latent_interpolation(
@@ -214,7 +226,8 @@ def latent_interpolation(
     t: int,
     lambdas: Sequence[float],
     noise: NoiseFn,
-    **kwargs,
+    options: SamplingOptions = EXACT,
+    callback: StepCallback = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Algorithm 4: diffuse two SR predictions (residuals, each (1, C, H, W)) of one LR input to t,
     mix lam * x_t + (1 - lam) * x'_t for each lambda and decode each mix from t; ``eps_fn`` must take
@@ -242,5 +255,5 @@ def latent_interpolation(
         # k + 1 keeps the step draws apart from the two endpoint draws (keyed noise)
         return noise(k + 1, like[:1]).expand_as(like)
 
-    decoded = reverse_process(eps_fn, schedule, mixed, t, step_noise, **kwargs)
+    decoded = reverse_process(eps_fn, schedule, mixed, t, step_noise, options, callback)
     return decoded, torch.cat([x_a, x_b])

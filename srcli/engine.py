@@ -10,13 +10,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
-from .diffusion import EpsFn, NoiseFn, NoiseSchedule, StepCallback, reverse_process
+from .diffusion import EpsFn, NoiseFn, NoiseSchedule, StepCallback, reverse_process, start_step
 from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
+from .noise import seeded_noise  # noqa: F401 - training's validation imports it from here
 from .ops import matlab_resize, resize
+from .options import DEFAULT_CONSISTENCY, INITS, SamplingOptions
 
 
 def tune_cpu_allocator() -> bool:
@@ -38,26 +40,6 @@ def tune_cpu_allocator() -> bool:
     m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>; a trim threshold of -1 disables trimming
     return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
 
-
-def seeded_noise(seeds: Sequence[int], device: torch.device | str = "cpu") -> NoiseFn:
-    """Noise with one generator per batch element, so sample i depends only on seeds[i] and not on
-    what else is in the batch.  Generated on ``device`` (no per-step host-to-device copies)."""
-    device = torch.device(device)
-    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-
-    def noise(k: int, like: torch.Tensor) -> torch.Tensor:
-        if like.shape[0] != len(gens):
-            raise ValueError(f"noise for a batch of {like.shape[0]} from {len(gens)} seeds")
-        parts = [torch.randn(like.shape[1:], generator=g, device=device) for g in gens]
-        return torch.stack(parts).to(like.dtype)
-
-    return noise
-
-
-# The image the Diff-SR start injects noise into (strength < 1): SRDiff's own RRDB regression output,
-# which the encoder computes anyway, or the bicubic upsampling of the Diff-SR paper.
-INITS = ("encoder", "bicubic")
-DEFAULT_INIT = "encoder"
 
 # How up(x_L), the base the residual is added to, is made; a checkpoint names its own in the
 # ``lr_upsample`` key of its ``info`` metadata (absent: "bicubic").  A model must be run with the
@@ -155,9 +137,6 @@ def from_residual(x_r: torch.Tensor, x_up: torch.Tensor, rescale: float) -> torc
     return (x_r.float().clamp(-1, 1) / rescale + x_up.float()).clamp(-1, 1)
 
 
-DEFAULT_CONSISTENCY = 5  # back-projection iterations; 0 gives the sampler's raw output
-
-
 def back_project(x_sr: torch.Tensor, x_lr: torch.Tensor, iterations: int = DEFAULT_CONSISTENCY) -> torch.Tensor:
     """Iterative back-projection (Irani & Peleg): add the upsampled error between the input and the
     downscaled SR image until the SR image downscales (with the protocol's bicubic) to the input.
@@ -170,60 +149,42 @@ def back_project(x_sr: torch.Tensor, x_lr: torch.Tensor, iterations: int = DEFAU
     return x_sr
 
 
-def start_step(schedule: NoiseSchedule, strength: float) -> int:
-    """The Diff-SR start: step round(strength * T) (strength 1.0 is the standard start at T)."""
-    if not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1], got {strength}")
-    return max(1, round(strength * schedule.T))
-
-
-def reverse_steps(schedule: NoiseSchedule, t_start: int, steps: Optional[int]) -> Optional[int]:
-    """Reverse steps of a run from ``t_start``: the share t_start / T of a full run's ``steps``
-    (None: every step)."""
-    return None if steps is None else max(1, round(steps * t_start / schedule.T))
-
-
 def super_resolve(
     model: SRDiffModel,
     schedule: NoiseSchedule,
     x_lr: torch.Tensor,
     out_size: tuple[int, int],
     noise: NoiseFn,
-    steps: Optional[int] = None,
-    sampler: str = "ddpm",
-    eta: float = 0.0,
-    temperature: float = 1.0,
-    strength: float = 1.0,
+    options: Optional[SamplingOptions] = None,
     callback: StepCallback = None,
     cond: Optional[Conditioned] = None,
-    consistency: int = DEFAULT_CONSISTENCY,
-    init: str = DEFAULT_INIT,
+    **fields,
 ) -> torch.Tensor:
-    """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size``.
+    """SR of a batch (B, 3, h, w) in [-1, 1] to ``out_size`` with ``options`` (keyword ``fields``
+    change them; see ``SamplingOptions``).  Here a strength or consistency of None means 1.0 and
+    ``DEFAULT_CONSISTENCY``: the pipeline resolves the per-scale and per-model defaults above.
 
     Strength 1.0 is SRDiff's start (Alg. 2): x_T ~ N(0, I).  A smaller strength is the Diff-SR
     start: t0 = round(strength * T) and x_t0 = q_sample(x_init, t0) (paper Eq. 4) applied to an
     upsampled image in residual space — the encoder's regression output (``init="encoder"``) or
     up(x_L) itself, residual 0 (``init="bicubic"``, the paper's choice).  Less noise keeps more of
-    that image and invents less.  ``steps`` respaces the process (a start at t0 takes the share
-    t0 / T of them).  ``consistency`` back-projection iterations make the result downscale to the
-    input."""
+    that image and invents less.  The consistency's back-projection iterations make the result
+    downscale to the input.  ``cond`` may be any condition with ``Conditioned``'s interface (a
+    tiled one: ``tiling.TiledCondition``)."""
+    opts = SamplingOptions.of(options, **fields)
     cond = cond or Conditioned(model, x_lr, out_size)
-    t0 = start_step(schedule, strength)
-    shape = (x_lr.shape[0], 3, *out_size)
-    eps = noise(0, torch.empty(shape, device=x_lr.device))
+    t0 = start_step(schedule, 1.0 if opts.strength is None else opts.strength)
+    consistency = DEFAULT_CONSISTENCY if opts.consistency is None else opts.consistency
+    eps = noise(0, torch.empty((x_lr.shape[0], 3, *out_size), device=x_lr.device))
     if t0 == schedule.T:
         # Alg. 2's x_T ~ N(0, I) exactly (as diffusion.sample), not sqrt(1 - abar_T) of it
-        x_t = eps * temperature
+        x_t = eps * opts.temperature
     else:
         # the injected noise is scaled like every other draw, so temperature 0 is deterministic
-        x_t = schedule.q_sample(cond.start_residual(init).to(eps.dtype), t0, eps * temperature)
-    x0 = reverse_process(
-        cond.eps_fn(), schedule, x_t, t0, noise, steps=reverse_steps(schedule, t0, steps), sampler=sampler, eta=eta,
-        temperature=temperature, callback=callback,
-    )
+        x_t = schedule.q_sample(cond.start_residual(opts.init).to(eps.dtype), t0, eps * opts.temperature)
+    x0 = reverse_process(cond.eps_fn(), schedule, x_t, t0, noise, opts, callback)
     if consistency <= 0:
         return cond.to_image(x0)
     # back-project, then keep the result inside the residual range the model can represent, so
     # that an output fed back as a prediction (interpolation, fusion) decodes to itself at t = 0
-    return cond.to_image(cond.to_residual(back_project(cond.to_image(x0), x_lr, consistency)))
+    return cond.to_image(cond.to_residual(back_project(cond.to_image(x0), cond.x_lr, consistency)))

@@ -24,22 +24,24 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import DEGRADATIONS, textured_crops
 from .degrade import make_lr
 from .imageio import ImageData, ImageReadError, ImageWriteError, list_images, load_rgb8, write_image
-from .metrics import block_grid, border_for, diversity_sigma, lr_psnr, psnr_y, ssim_y
+from .cascade import check_scale
+from .errors import UsageError
+from .metrics import border_for
 from .ops import tensor_to_uint8
-from .pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, UsageError, check_sampler, check_scale, check_tile,
-)
+from .options import SamplingOptions
+from .pipeline import SRPipeline
+from .report import EvalReport, ImageResult, Scores, pooled_psnr, score, score_samples  # noqa: F401 - the report's API is evaluate's
+from .tiling import check_tile
 
 SRCLI = "srcli"
 # Pillow filters of the interpolation baselines; "encoder" is the checkpoint's RRDB regression head
@@ -48,94 +50,6 @@ INTERPOLATION_BASELINES = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 BASELINES = (*INTERPOLATION_BASELINES, "encoder")
 DEFAULT_BASELINES = ("bicubic", "lanczos")
 SSIM_WINDOW = 11
-
-
-@dataclass
-class Scores:
-    """One method on one image (or averaged over images).  With several samples PSNR, SSIM and
-    LR-PSNR are means over the samples, ``sigma`` their diversity and ``seconds`` the time per sample."""
-
-    psnr_y: float
-    ssim_y: float
-    lr_psnr: float
-    seconds: float
-    sigma: Optional[float] = None
-    block_grid: Optional[float] = None  # JPEG grid visibility (metrics.block_grid), degraded protocol only
-
-
-@dataclass
-class ImageResult:
-    name: str
-    hr_size: tuple[int, int]  # (W, H) of the cropped HR image
-    lr_size: tuple[int, int]  # (W, H)
-    scores: dict[str, Scores] = field(default_factory=dict)
-
-
-@dataclass
-class EvalReport:
-    settings: dict[str, Any]
-    images: list[ImageResult] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    # why the --save-dir outputs stopped being written (a full disk, say); the scores are complete
-    save_error: Optional[str] = None
-
-    @property
-    def methods(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for image in self.images:
-            seen.update(dict.fromkeys(image.scores))
-        return list(seen)
-
-    def mean(self) -> dict[str, Scores]:
-        """Per-method means over images (PSNR averaged in dB, as the SR literature reports it)."""
-        out = {}
-        for method in self.methods:
-            rows = [im.scores[method] for im in self.images if method in im.scores]
-            sigmas = [r.sigma for r in rows if r.sigma is not None]
-            out[method] = Scores(
-                psnr_y=float(np.mean([r.psnr_y for r in rows])),
-                ssim_y=float(np.mean([r.ssim_y for r in rows])),
-                lr_psnr=pooled_psnr([r.lr_psnr for r in rows]),
-                seconds=float(np.mean([r.seconds for r in rows])),
-                sigma=float(np.mean(sigmas)) if sigmas else None,
-                block_grid=_mean_or_none([r.block_grid for r in rows]),
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data; an infinite PSNR (identical images) becomes null."""
-        return _finite(
-            {
-                "settings": self.settings,
-                "methods": self.methods,
-                "images": [asdict(im) for im in self.images],
-                "mean": {m: asdict(s) for m, s in self.mean().items()},
-                "failed": [{"name": n, "error": e} for n, e in self.failed],
-                "save_error": self.save_error,
-            }
-        )
-
-
-def _mean_or_none(values: Sequence[Optional[float]]) -> Optional[float]:
-    present = [v for v in values if v is not None]
-    return float(np.mean(present)) if present else None
-
-
-def pooled_psnr(values: Sequence[float]) -> float:
-    """The PSNR of the mean squared error over images: a mean in dB would be infinite as soon as one
-    output downscales exactly to its input (LR-PSNR inf), which hides the others."""
-    mse = float(np.mean([10.0 ** (-v / 10.0) for v in values]))  # relative to peak^2; inf -> 0
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def check_baselines(names: Sequence[str], pipeline_loaded: bool = True) -> tuple[str, ...]:
@@ -172,28 +86,6 @@ def protocol_pair(
 def interpolate(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
     """An interpolation baseline: Pillow resize of the 8-bit LR image to ``size`` = (W, H)."""
     return np.asarray(Image.fromarray(lr).resize(size, INTERPOLATION_BASELINES[method]))
-
-
-def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float, grid: bool = False) -> Scores:
-    """PSNR/SSIM-Y against the HR, LR-PSNR against the input; with ``grid`` the JPEG block-grid measure."""
-    border = border_for(scale)
-    return Scores(psnr_y(sr, hr, border), ssim_y(sr, hr, border), lr_psnr(sr, lr), seconds,
-                  block_grid=block_grid(sr, scale) if grid else None)
-
-
-def score_samples(
-    samples: Sequence[np.ndarray], hr: np.ndarray, lr: np.ndarray, scale: float, seconds: float, grid: bool = False
-) -> Scores:
-    """Mean scores over the samples of one input, plus sigma when there are several."""
-    each = [score(s, hr, lr, scale, seconds, grid) for s in samples]
-    return Scores(
-        psnr_y=float(np.mean([e.psnr_y for e in each])),
-        ssim_y=float(np.mean([e.ssim_y for e in each])),
-        lr_psnr=float(np.mean([e.lr_psnr for e in each])),
-        seconds=seconds,
-        sigma=diversity_sigma(samples) if len(samples) > 1 else None,
-        block_grid=_mean_or_none([e.block_grid for e in each]),
-    )
 
 
 def _encoder_output(pipeline: SRPipeline, lr: np.ndarray, hr_hw: tuple[int, int]) -> np.ndarray:
@@ -262,13 +154,10 @@ def evaluate_images(
     images: Sequence[tuple[str, np.ndarray | Callable[[], np.ndarray]]],
     pipeline: Optional[SRPipeline],
     scale: float = 4.0,
-    steps: Optional[int] = DEFAULT_STEPS,
-    sampler: str = DEFAULT_SAMPLER,
+    options: Optional[SamplingOptions] = None,
+    *,
     samples: int = 1,
     seed: int = 0,
-    strength: Optional[float] = None,
-    init: Optional[str] = None,
-    consistency: Optional[int] = None,
     baselines: Sequence[str] = DEFAULT_BASELINES,
     save_dir: Optional[str | Path] = None,
     tile: Optional[int] = None,
@@ -277,10 +166,11 @@ def evaluate_images(
     on_image: Optional[Callable[[int, int, str], None]] = None,
     on_step: Optional[Callable[[int, int], None]] = None,
     on_output: Optional[Callable[[str, str, np.ndarray, np.ndarray], None]] = None,
+    **fields: Any,
 ) -> EvalReport:
     """Evaluate srcli (when ``pipeline`` is given) and the baselines on (name, HR uint8 array or a
-    loader returning one) pairs.  ``strength`` None is the per-scale default, ``init`` None the
-    default start image, ``consistency`` None the model's back-projection default, and ``tile`` (None: auto, 0: off) is passed to ``SRPipeline.upscale``;
+    loader returning one) pairs, srcli sampling with ``options`` (or its fields as keywords; as in
+    ``SRPipeline.upscale``); ``tile`` (None: auto, 0: off) is passed on too.
     ``settings["stages"]`` records the passes.
     With ``save_dir``, srcli's first sample and a comparison panel of every image are written there
     as NAME_srcli.png and NAME_compare.png (``output_stems``); when a write fails the saving stops,
@@ -290,14 +180,14 @@ def evaluate_images(
     A loader that raises ImageReadError, or an image too small for the scale, is recorded in
     ``report.failed`` and the others go on.  Bad arguments raise UsageError before any work."""
     scale = check_scale(scale)
+    opts = SamplingOptions.of(options, **fields)
     if degradation not in DEGRADATIONS:
         raise UsageError(f"degradation {degradation!r}: expected one of {', '.join(DEGRADATIONS)}")
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
     if pipeline is not None:
-        check_sampler(sampler)
         check_tile(tile)
-        stages = pipeline.stages(scale, steps, strength, init, consistency)  # checks them and a fixed scale
+        passes = pipeline.passes(scale, opts)  # a fixed-scale checkpoint refuses other scales here
     baselines = check_baselines(baselines, pipeline is not None)
     if pipeline is None and not baselines:
         raise UsageError("nothing to evaluate: no checkpoint and no baselines")
@@ -312,9 +202,8 @@ def evaluate_images(
     grid = degradation == "real"
     if pipeline is not None:
         settings.update(
-            steps=steps, sampler=sampler, samples=samples, seed=seed, strength=strength, init=stages[0].init, tile=tile,
-            consistency=stages[0].consistency,
-            stages=[asdict(s) for s in stages], **pipeline.describe()
+            steps=opts.steps, sampler=opts.sampler, samples=samples, seed=seed, strength=opts.strength, init=passes[0].init, tile=tile,
+            consistency=passes[0].consistency, stages=[asdict(p) for p in passes], **pipeline.describe()
         )
     report = EvalReport(settings)
     stems = output_stems([name for name, _ in images])
@@ -343,10 +232,7 @@ def evaluate_images(
         if pipeline is not None:
             srs, start = [], time.perf_counter()
             for k in range(samples):
-                sr = pipeline.upscale(
-                    lr, scale=scale, steps=steps, seed=seed + k, sampler=sampler, strength=strength, callback=on_step,
-                    tile=tile, init=init, consistency=consistency,
-                )
+                sr = pipeline.upscale(lr, scale, opts, seed=seed + k, tile=tile, callback=on_step)
                 srs.append(np.asarray(sr))
             if srs[0].shape != hr.shape:  # a broken invariant of protocol_pair / scaled_size, not user error
                 raise RuntimeError(f"{name}: srcli output {srs[0].shape} does not match the HR crop {hr.shape}")

@@ -79,6 +79,6 @@ def rgb_image():
 def _auto_precision_is_fp32(monkeypatch):
     """Expected values are fp32's: on a CPU with native bf16 "auto" would pick bf16, so the tests
     pin it (tests/test_precision.py covers the detection and every precision explicitly)."""
-    import srcli.pipeline
+    import srcli.device
 
-    monkeypatch.setattr(srcli.pipeline, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(srcli.device, "cpu_has_native_bf16", lambda: False)

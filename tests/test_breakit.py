@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from conftest import random_image, tiny_model
 from srcli.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from srcli.cli import app
-from srcli.cli import common
+from srcli import render
+from srcli.cli import common, inputs
 from srcli.diffusion import NoiseSchedule
 from srcli.imageio import ImageData, ImageReadError, read_image, write_image
 
@@ -492,12 +493,12 @@ def test_explore_commands_log_a_line_per_image_without_a_terminal(tmp_path, tiny
 
 
 def test_sample_diverse_out_of_memory_is_one_line(tmp_path, tiny_checkpoint, monkeypatch):
-    import srcli.explore
+    from srcli.pipeline import SRPipeline
 
     def oom(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to allocate 80 GB; out of memory")
 
-    monkeypatch.setattr(srcli.explore.SRPipeline, "sr_cascade", oom)
+    monkeypatch.setattr(SRPipeline, "sr_cascade", oom)
     image = save(tmp_path / "a.png", 12, 12)
     result = runner.invoke(app, ["sample-diverse", str(image), "--n", "200", "--scale", "2", "--steps", "1", "-o", str(tmp_path / "s"),
                                  "--weights", str(tiny_checkpoint)])
@@ -522,6 +523,7 @@ def test_tiny_and_thin_inputs_in_explore_are_a_result_or_one_line(command, size,
 
 def test_the_explore_api_returns_pillow_images_and_arrays_on_request(tiny_pipeline):
     from srcli import explore
+    from srcli.errors import UsageError
 
     lr = noisy(8, 8)
     pil = explore.sample_diverse(tiny_pipeline, lr, n=2, scale=2, steps=2)
@@ -531,8 +533,8 @@ def test_the_explore_api_returns_pillow_images_and_arrays_on_request(tiny_pipeli
     mix = explore.latent_interpolation(tiny_pipeline, lr, t=3, lambdas=[0, 1], scale=2, steps=2)
     fus = explore.content_fusion(tiny_pipeline, noisy(16, 16), noisy(16, 16, 1), t=3, scale=2, steps=2)
     assert isinstance(mix.images[0], Image.Image) and isinstance(fus.images[0], Image.Image) and isinstance(fus.pasted, Image.Image)
-    assert explore.contact_sheet(pil).shape == explore.contact_sheet(arr).shape
-    with pytest.raises(explore.UsageError):
+    assert render.contact_sheet(pil).shape == render.contact_sheet(arr).shape
+    with pytest.raises(UsageError):
         explore.sample_diverse(tiny_pipeline, lr, n=1, scale=2, output="tensor")
 
 
@@ -607,7 +609,7 @@ def test_folder_discovery_and_the_reader_use_one_list_of_formats(tmp_path):
             continue
         written.append(f"x{suffix}")
     assert {"x.avif", "x.ppm", "x.tga", "x.qoi", "x.jp2", "x.png"} <= set(written) or not features.check("avif")
-    found, missing, _ = common.expand_inputs([str(folder)], INPUT_SUFFIXES)
+    found, missing, _ = inputs.expand_inputs([str(folder)], INPUT_SUFFIXES)
     assert sorted(p.name for p in found) == sorted(written) and not missing
     assert all(read_image(p).size == (8, 8) for p in found)
     # a format outside the list is refused even when named directly (EPS would run Ghostscript)

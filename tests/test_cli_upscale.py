@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import random_image
 from srcli.cli import app
 from srcli.imageio import read_note
-from srcli.pipeline import image_seed
+from srcli.cascade import image_seed
 
 runner = CliRunner()
 

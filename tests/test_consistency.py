@@ -15,7 +15,7 @@ from conftest import tiny_model
 from srcli.checkpoint import save_checkpoint
 from srcli.cli import app
 from srcli.diffusion import NoiseSchedule
-from srcli.engine import DEFAULT_CONSISTENCY
+from srcli.options import DEFAULT_CONSISTENCY
 from srcli.ops import resize
 from srcli.pipeline import SRPipeline, UsageError
 
@@ -42,9 +42,9 @@ def lr_error(pipe: SRPipeline, lr: np.ndarray, consistency) -> float:
 def test_default_comes_from_the_checkpoint(tiny_pipeline, real_checkpoint):
     real = SRPipeline.from_pretrained(str(real_checkpoint), device="cpu")
     assert tiny_pipeline.default_consistency == DEFAULT_CONSISTENCY == 5 and real.default_consistency == 0
-    assert {s.consistency for s in tiny_pipeline.stages(8)} == {5}
-    assert {s.consistency for s in real.stages(8)} == {0}
-    assert {s.consistency for s in real.stages(8, consistency=3)} == {3}
+    assert {s.consistency for s in tiny_pipeline.passes(8)} == {5}
+    assert {s.consistency for s in real.passes(8)} == {0}
+    assert {s.consistency for s in real.passes(8, consistency=3)} == {3}
 
 
 def test_back_projection_pulls_the_output_to_the_input(tiny_pipeline, rgb_image):

@@ -293,7 +293,8 @@ def test_train_fine_tunes_a_checkpoint_on_real_degradations(tmp_path, tiny_check
 
 def test_a_model_carries_its_own_default_strengths(tiny_checkpoint):
     from srcli.checkpoint import load_checkpoint, update_info
-    from srcli.pipeline import SRPipeline, UsageError, default_strength
+    from srcli.cascade import default_strength
+    from srcli.pipeline import SRPipeline, UsageError
 
     before = load_checkpoint(tiny_checkpoint)[0].state_dict()
     update_info(tiny_checkpoint, default_strength={"encoder": {"2": 0.2, "4": 0.6}}, degradation="real")
@@ -301,8 +302,8 @@ def test_a_model_carries_its_own_default_strengths(tiny_checkpoint):
     assert info["test"] is True and info["degradation"] == "real"  # merged, not replaced
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # tensors untouched
     pipe = SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
-    assert [s.strength for s in pipe.stages(3.0)] == [pytest.approx(0.4)]  # interpolated in the model's table
-    assert pipe.stages(4.0, init="bicubic")[0].strength == default_strength(4.0, "bicubic")  # no entry: the global table
+    assert [s.strength for s in pipe.passes(3.0)] == [pytest.approx(0.4)]  # interpolated in the model's table
+    assert pipe.passes(4.0, init="bicubic")[0].strength == default_strength(4.0, "bicubic")  # no entry: the global table
     assert pipe.default_consistency == 0
     update_info(tiny_checkpoint, default_strength={"encoder": {"4": 1.5}})
     with pytest.raises(UsageError, match="default_strength"):
@@ -315,6 +316,6 @@ def test_shipped_real_model_loads_and_upscales():
 
     pipe = SRPipeline.from_pretrained(model="real", device="cpu", precision="fp32")
     assert pipe.info["degradation"] == "real" and pipe.default_consistency == 0
-    assert pipe.stages(4.0)[0].strength == pytest.approx(0.1)  # its own default, not the clean model's
+    assert pipe.passes(4.0)[0].strength == pytest.approx(0.1)  # its own default, not the clean model's
     out = np.asarray(pipe.upscale(photo(0, 24), scale=2, seed=0, steps=4))
     assert out.shape == (48, 48, 3)

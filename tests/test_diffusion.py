@@ -17,7 +17,8 @@ from srcli.diffusion import (
     timestep_grid,
     training_loss,
 )
-from srcli.engine import Conditioned, seeded_noise, start_step, super_resolve
+from srcli.diffusion import start_step
+from srcli.engine import Conditioned, seeded_noise, super_resolve
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_full_ddpm_is_algorithm_2(schedule):
     x_T = torch.randn(1, 3, 4, 4)
     zs = [torch.randn(1, 3, 4, 4) for _ in range(101)]
     noise = lambda k, like: zs[k]  # noqa: E731
-    ours = reverse_process(eps, schedule, x_T, 100, noise, sampler="ddpm")
+    ours = reverse_process(eps, schedule, x_T, 100, noise)
     x = x_T
     for k, t in enumerate(range(100, 0, -1)):
         e = eps(x, torch.tensor([t - 1]))

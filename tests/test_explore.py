@@ -12,9 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import random_image
-from srcli import explore
+from srcli import explore, render
 from srcli.cli import app
 from srcli.diffusion import reverse_process
+from srcli.options import SamplingOptions
 from srcli.metrics import diversity_sigma, sigma_map
 from srcli.ops import tensor_to_uint8
 from srcli.pipeline import UsageError
@@ -84,11 +85,11 @@ def test_sigma_is_zero_for_identical_images(tiny_pipeline, rgb_image):
 
 def test_rendering_of_sheet_and_heatmap(tiny_pipeline, rgb_image):
     res = explore.sample_diverse(tiny_pipeline, rgb_image, n=3, scale=2, steps=STEPS, output="numpy")
-    sheet = explore.contact_sheet(res)
-    heat = explore.heatmap(res.sigma_map, res.mean_sigma)
+    sheet = render.contact_sheet(res)
+    heat = render.heatmap(res.sigma_map, res.mean_sigma)
     assert sheet.dtype == np.uint8 and sheet.shape[1] > 5 * 48  # LR, bicubic and three samples in a row
     assert heat.shape[0] > 40 and heat.shape[1] >= 48  # the map plus a colour bar below it
-    ramp = explore.colorize(np.array([0.0, 1.0, 2.0]), 2.0)
+    ramp = render.colorize(np.array([0.0, 1.0, 2.0]), 2.0)
     assert ramp[0].sum() < ramp[1].sum() < ramp[2].sum()  # darker = lower sigma
 
 
@@ -126,9 +127,8 @@ def test_interpolation_endpoints_decode_from_exactly_the_endpoint_latents(tiny_p
         torch.testing.assert_close(res.latents[i : i + 1], expected, atol=1e-6, rtol=1e-6)
 
     # decoding the endpoint latent x_A alone (same step noise) gives the lambda = 1 image
-    steps = max(1, round(STEPS * t / pipe.schedule.T))
     with torch.inference_mode():
-        x0 = reverse_process(cond.eps_fn(), pipe.schedule, res.latents[:1], t, lambda k, like: noise(k + 1, like), steps=steps)
+        x0 = reverse_process(cond.eps_fn(), pipe.schedule, res.latents[:1], t, lambda k, like: noise(k + 1, like), SamplingOptions(steps=STEPS))
         direct = tensor_to_uint8(cond.to_image(x0))
     assert np.abs(direct.astype(int) - res.images[0]).max() <= 1
 
@@ -145,7 +145,7 @@ def test_interpolation_outputs_differ_only_by_their_latent(tiny_pipeline, rgb_im
     # the predictions A and B are what `upscale --seed` gives
     a = np.asarray(tiny_pipeline.upscale(rgb_image, scale=2, steps=STEPS, seed=4, tile=0, strength=1.0))
     assert np.abs(many.endpoints[0].astype(int) - a).max() <= 1
-    assert explore.interpolation_strip(many).shape[1] > 5 * 48
+    assert render.interpolation_strip(many).shape[1] > 5 * 48
 
 
 def test_interpolation_at_t0_returns_the_predictions(tiny_pipeline, rgb_image):
@@ -222,7 +222,7 @@ def test_fusion_strip_and_repeatability(tiny_pipeline, sources):
     a = explore.content_fusion(tiny_pipeline, eyes, face, t=[5, 10], scale=4, steps=STEPS, seed=1, output="numpy")
     b = explore.content_fusion(tiny_pipeline, eyes, face, t=[10], scale=4, steps=STEPS, seed=1, output="numpy")
     assert np.array_equal(a.images[1], b.images[0])  # every t starts from the same draw of noise
-    strip = explore.fusion_strip(a, eyes, face)
+    strip = render.fusion_strip(a, eyes, face)
     assert strip.shape[1] > 5 * 32
 
 

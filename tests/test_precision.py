@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import gradient_image, tiny_model
-from srcli import explore, pipeline
+from srcli import device, explore
 from srcli.cli import app
 from srcli.diffusion import NoiseSchedule
 from srcli.evaluate import evaluate_images
@@ -18,7 +18,7 @@ from srcli.imageio import ImageData
 from srcli.ops import array_to_tensor, resize
 from srcli.pipeline import SRPipeline
 
-NATIVE_BF16 = pipeline.cpu_has_native_bf16  # the real detection (imported before conftest pins it)
+NATIVE_BF16 = device.cpu_has_native_bf16  # the real detection (imported before conftest pins it)
 FLOORS = {"fp16": 40.0, "bf16": 35.0}  # PSNR (dB) of a half-precision result against fp32
 
 
@@ -116,14 +116,14 @@ def test_cli_fp16_on_the_cpu(tiny_checkpoint, tmp_path):
     [({"avx2", "avx512f"}, torch.float32), ({"avx2", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16), (set(), torch.float32)],
 )
 def test_auto_precision_follows_native_bf16(monkeypatch, flags, expected):
-    monkeypatch.setattr(pipeline, "cpu_has_native_bf16", NATIVE_BF16)  # undo conftest's pin
-    monkeypatch.setattr(pipeline, "cpu_flags", lambda path="/proc/cpuinfo": flags)
-    assert pipeline.resolve_precision("auto", torch.device("cpu")) == expected
-    assert pipeline.resolve_precision("fp32", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(device, "cpu_has_native_bf16", NATIVE_BF16)  # undo conftest's pin
+    monkeypatch.setattr(device, "cpu_flags", lambda path="/proc/cpuinfo": flags)
+    assert device.resolve_precision("auto", torch.device("cpu")) == expected
+    assert device.resolve_precision("fp32", torch.device("cpu")) == torch.float32
 
 
 def test_cpu_flags_reads_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
-    assert pipeline.cpu_flags(str(info)) == {"fpu", "sse2", "avx2", "avx512_bf16"}
-    assert pipeline.cpu_flags(str(tmp_path / "missing")) == set()
+    assert device.cpu_flags(str(info)) == {"fpu", "sse2", "avx2", "avx512_bf16"}
+    assert device.cpu_flags(str(tmp_path / "missing")) == set()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from srcli.diffusion import NoiseSchedule, reverse_process, timestep_grid
+from srcli.diffusion import NoiseSchedule, ddim_step, ddpm_step, reverse_process, timestep_grid
+from srcli.options import SamplingOptions
 
 
 def linear_eps(seed: int = 0):
@@ -34,10 +35,10 @@ def test_ddim_with_eta_1_is_ddpm_on_respaced_grids(steps):
     s = NoiseSchedule.named("cosine", 50)
     x_T = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
     noise = fixed_noise(x_T.shape)
-    ddpm = reverse_process(linear_eps(), s, x_T, 50, noise, steps=steps, sampler="ddpm")
-    ddim = reverse_process(linear_eps(), s, x_T, 50, noise, steps=steps, sampler="ddim", eta=1.0)
+    ddpm = reverse_process(linear_eps(), s, x_T, 50, noise, SamplingOptions(steps=steps, sampler="ddpm"))
+    ddim = reverse_process(linear_eps(), s, x_T, 50, noise, SamplingOptions(steps=steps, sampler="ddim", eta=1.0))
     torch.testing.assert_close(ddim, ddpm, atol=1e-5, rtol=1e-5)
-    eta0 = reverse_process(linear_eps(), s, x_T, 50, noise, steps=steps, sampler="ddim", eta=0.0)
+    eta0 = reverse_process(linear_eps(), s, x_T, 50, noise, SamplingOptions(steps=steps, sampler="ddim", eta=0.0))
     assert (eta0 - ddpm).abs().max() > 1e-2  # eta matters: the comparison above is not vacuous
 
 
@@ -65,10 +66,10 @@ def test_one_step_mean_and_variance_are_the_closed_form(t, t_prev):
                 raise StopIteration(x)
             return e
 
-        # the respaced grid whose second entry is t_prev
-        n = next(n for n in range(2, t + 1) if timestep_grid(t, n)[1] == t_prev)
+        # the steps of a full run whose respaced grid from t has t_prev second
+        n = next(n for n in range(2, s.T + 1) if timestep_grid(t, SamplingOptions(steps=n).steps_from(s.T, t))[1:2] == [t_prev])
         try:
-            reverse_process(eps, s, x_t, t, lambda k, like: torch.full_like(like, noise_value), steps=n)
+            reverse_process(eps, s, x_t, t, lambda k, like: torch.full_like(like, noise_value), SamplingOptions(steps=n))
         except StopIteration as stop:
             assert seen == [t, t_prev]
             return stop.value.double()
@@ -96,7 +97,7 @@ def test_oracle_sampler_keeps_the_forward_marginals(sampler, steps):
 
     gen = torch.Generator().manual_seed(5)
     noise = lambda k, like: torch.randn(like.shape, generator=gen)  # noqa: E731
-    out = reverse_process(oracle, s, noise(0, x0), 100, noise, steps=steps, sampler=sampler)
+    out = reverse_process(oracle, s, noise(0, x0), 100, noise, SamplingOptions(steps=steps, sampler=sampler))
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
     assert len(states) == (100 if steps is None else 10)
     for t, x_t in states.items():
@@ -105,3 +106,28 @@ def test_oracle_sampler_keeps_the_forward_marginals(sampler, steps):
         a = float(s.abar[t])
         z = (x_t - math.sqrt(a) * x0) / math.sqrt(1 - a)
         assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05, (t, float(z.mean()), float(z.std()))
+
+
+@pytest.mark.parametrize("t, t_prev", [(50, 49), (50, 31), (9, 1), (3, 0)])
+def test_the_step_functions_agree_with_each_other_and_the_schedule(t, t_prev):
+    """``ddim_step`` with eta = 1 is ``ddpm_step`` (mean and sigma) on any respaced step, eta = 0 has
+    no noise and another mean, and on the full grid ``ddpm_step`` is the schedule's own posterior
+    q(x_{t-1} | x_t, x0) (Eq. 6-7)."""
+    s = NoiseSchedule.named("cosine", 50)
+    a_t, a_p = float(s.abar[t]), float(s.abar[t_prev])
+    gen = torch.Generator().manual_seed(t)
+    x_t, x0 = torch.randn(2, 3, 4, 4, generator=gen), torch.rand(2, 3, 4, 4, generator=gen) * 2 - 1
+    mean, sigma = ddpm_step(x_t, x0, a_t, a_p)
+    mean1, sigma1 = ddim_step(x_t, x0, a_t, a_p, eta=1.0)
+    torch.testing.assert_close(mean1, mean, atol=1e-5, rtol=1e-5)
+    assert sigma1 == pytest.approx(sigma, rel=1e-9)
+    mean0, sigma0 = ddim_step(x_t, x0, a_t, a_p, eta=0.0)
+    assert sigma0 == 0
+    if t_prev > 0:
+        assert (mean0 - mean).abs().max() > 1e-3
+    else:  # the last step lands on x0_hat whatever eta is
+        torch.testing.assert_close(mean, x0, atol=1e-5, rtol=1e-5)
+    if t_prev == t - 1:
+        post_mean, post_var = s.q_posterior(x0, x_t, t)
+        torch.testing.assert_close(mean, post_mean, atol=1e-5, rtol=1e-5)
+        assert sigma**2 == pytest.approx(float(post_var.flatten()[0]), rel=1e-5)

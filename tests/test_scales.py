@@ -13,16 +13,18 @@ from typer.testing import CliRunner
 
 from conftest import gradient_image, tiny_model
 from srcli import diffusion, engine
-from srcli import pipeline as pipeline_module
+from srcli import cascade as cascade_module
 from srcli.cli import app
 from srcli.diffusion import NoiseSchedule
 from srcli.engine import Conditioned, back_project, super_resolve
 from srcli.explore import sample_diverse
 from srcli.ops import resize, tensor_to_uint8
+from srcli.cascade import CascadePass, cascade_sizes, check_scale, default_strength, plan_cascade, stage_seed
 from srcli.pipeline import (
-    SRPipeline, Stage, UsageError, cascade_sizes, check_scale, default_strength, plan_cascade, stage_seed,
+    SRPipeline, UsageError,
 )
-from srcli.tiling import field_noise
+from srcli.noise import field_noise
+from srcli.options import SamplingOptions
 
 runner = CliRunner()
 
@@ -66,18 +68,18 @@ def test_plan_cascade_narrow_ranges():
 
 
 def test_stages_halve_the_steps_and_take_the_strength_per_pass(pipe, monkeypatch):
-    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.2, 4.0: 0.4}, "bicubic": {2.0: 0.9}})
+    monkeypatch.setattr(cascade_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.2, 4.0: 0.4}, "bicubic": {2.0: 0.9}})
     assert default_strength(3) == pytest.approx(0.3) and default_strength(3, "bicubic") == 0.9
     assert default_strength(1.5) == pytest.approx(0.2) and default_strength(8) == pytest.approx(0.4)
-    assert pipe.stages(8, steps=20) == [Stage(4.0, 20, 0.4), Stage(2.0, 10, 0.2)]
-    assert pipe.stages(8, steps=20, strength=0.7) == [Stage(4.0, 20, 0.7), Stage(2.0, 10, 0.7)]
-    assert pipe.stages(3, steps=None) == [Stage(3.0, None, pytest.approx(0.3))]
-    assert pipe.stages(8, steps=None)[1].steps == pipe.schedule.T // 2
-    assert "cascade" in pipe.plan_note(8, pipe.stages(8)) and pipe.plan_note(3, pipe.stages(3)) is None
-    assert "below" in pipe.plan_note(1.5, pipe.stages(1.5))
-    assert pipe.stages(8, steps=20, init="bicubic") == [Stage(4.0, 20, 0.9, "bicubic"), Stage(2.0, 10, 0.9, "bicubic")]
+    assert pipe.passes(8, steps=20) == [CascadePass(4.0, 20, 0.4), CascadePass(2.0, 10, 0.2)]
+    assert pipe.passes(8, steps=20, strength=0.7) == [CascadePass(4.0, 20, 0.7), CascadePass(2.0, 10, 0.7)]
+    assert pipe.passes(3, steps=None) == [CascadePass(3.0, None, pytest.approx(0.3))]
+    assert pipe.passes(8, steps=None)[1].steps == pipe.schedule.T // 2
+    assert "cascade" in pipe.plan_note(8, pipe.passes(8)) and pipe.plan_note(3, pipe.passes(3)) is None
+    assert "below" in pipe.plan_note(1.5, pipe.passes(1.5))
+    assert pipe.passes(8, steps=20, init="bicubic") == [CascadePass(4.0, 20, 0.9, "bicubic"), CascadePass(2.0, 10, 0.9, "bicubic")]
     with pytest.raises(UsageError, match="unknown init"):
-        pipe.stages(4, init="lanczos")
+        pipe.passes(4, init="lanczos")
 
 
 def test_cascade_sizes_end_at_the_direct_size():
@@ -125,8 +127,8 @@ def test_strength_one_is_the_standard_sampler_start(monkeypatch):
     x_lr = torch.rand(1, 3, 9, 7) * 2 - 1
     starts = []
 
-    def recording(eps_fn, schedule, x_t, t_start, noise, **kwargs):
-        starts.append((x_t.clone(), t_start, kwargs["steps"]))
+    def recording(eps_fn, schedule, x_t, t_start, noise, options, callback=None):
+        starts.append((x_t.clone(), t_start, options.steps))
         return x_t
 
     monkeypatch.setattr(engine, "reverse_process", recording)
@@ -134,7 +136,7 @@ def test_strength_one_is_the_standard_sampler_start(monkeypatch):
     with torch.inference_mode():
         cond = Conditioned(model, x_lr, (18, 14))
         super_resolve(model, s, x_lr, (18, 14), field_noise([5]), steps=6, strength=1.0, cond=cond)
-        diffusion.sample(cond.eps_fn(), s, (1, 3, 18, 14), field_noise([5]), steps=6)
+        diffusion.sample(cond.eps_fn(), s, (1, 3, 18, 14), field_noise([5]), options=SamplingOptions(steps=6))
     (ours, t_ours, steps_ours), (standard, t_standard, steps_standard) = starts
     assert torch.equal(ours, standard) and t_ours == t_standard == s.T and steps_ours == steps_standard == 6
 
@@ -143,7 +145,7 @@ def test_default_strength_is_the_default_path(pipe, monkeypatch):
     img = texture(10, 12)
     explicit = np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=default_strength(2)))
     assert np.array_equal(np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2)), explicit)
-    monkeypatch.setattr(pipeline_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.5}, "bicubic": {2.0: 0.5}})
+    monkeypatch.setattr(cascade_module, "DEFAULT_STRENGTH", {"encoder": {2.0: 0.5}, "bicubic": {2.0: 0.5}})
     half = np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2))
     assert np.array_equal(half, np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=0.5)))
     assert not np.array_equal(half, np.asarray(pipe.upscale(img, scale=2, steps=4, seed=2, strength=1.0)))
@@ -233,16 +235,16 @@ def test_diverse_samples_of_a_cascade_equal_single_upscales(pipe):
 
 def test_fixed_scale_checkpoint_runs_its_powers_and_refuses_the_rest():
     fixed2 = make_pipe(projection="transposed", scale=2)
-    assert [s.scale for s in fixed2.stages(8)] == [2, 2, 2]
+    assert [s.scale for s in fixed2.passes(8)] == [2, 2, 2]
     assert fixed2.upscale(texture(6, 5), scale=4, steps=2).size == (20, 24)
     # the paper's RRDB head gives the encoder start of a fixed-scale checkpoint
     assert fixed2.upscale(texture(6, 5), scale=4, steps=2, strength=0.5, init="encoder").size == (20, 24)
     with pytest.raises(UsageError, match=r"fixed to 2x .*2x, 4x or 8x"):
-        fixed2.stages(3)
+        fixed2.passes(3)
     fixed4 = make_pipe(projection="transposed", scale=4)
     for scale in (2, 8):
         with pytest.raises(UsageError, match=r"fixed to 4x.* 4x only"):
-            fixed4.stages(scale)
+            fixed4.passes(scale)
 
 
 # -- the command line ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from srcli.imageio import ImageData
 from srcli.nets import ModelConfig
 from srcli.ops import array_to_tensor, resize, tensor_to_uint8
 from srcli.pipeline import SRPipeline, UsageError
-from srcli.tiling import _GOLDEN, _mix64, auto_tile, field_noise, mix_seed, plan_axis, plan_tiles, tiled_upscale
+from srcli.noise import _GOLDEN, _mix64, field_noise, mix_seed
+from srcli.tiling import auto_tile, plan_axis, plan_tiles, tiled_upscale
 
 
 def smooth_image(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:

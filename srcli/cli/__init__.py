@@ -11,7 +11,7 @@ from .app import app
 from .common import EXIT_INTERRUPTED, Interrupted, err_console
 
 # One module per command group, so each can be read on its own; importing registers the commands.
-from . import upscale, explore, evaluate, train, convert, data  # noqa: E402,F401  (order = --help order)
+from . import upscale, explore, fuse, evaluate, train, convert, data  # noqa: E402,F401  (order = --help order)
 
 
 def _on_sigint(signum, frame) -> None:

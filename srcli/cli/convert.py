@@ -10,7 +10,8 @@ import typer
 
 from ..convert import convert_official
 from .app import app
-from .common import EXIT_SOME_FAILED, JsonOpt, emit_json, fail, reflow, usage_errors
+from .common import EXIT_SOME_FAILED, emit_json, fail, reflow, usage_errors
+from .options import JsonOpt
 
 HELP = reflow("""Convert an SRDiff authors' checkpoint (.ckpt) into a srcli checkpoint.
 

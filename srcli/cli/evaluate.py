@@ -13,14 +13,16 @@ from rich.table import Table
 
 from ..data import DEGRADATIONS
 from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, check_save_dir, evaluate_folder
-from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_steps, check_strength, check_tile,
-)
+from ..cascade import check_scale
+from ..options import SamplingOptions
+from ..pipeline import SRPipeline
+from ..tiling import check_tile
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, SEED_MAX, ConsistencyOpt, LogProgress, DeviceOpt, InitOpt, ModelOpt, PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt,
-    apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings, usage_errors,
+    EXIT_OK, EXIT_SOME_FAILED, LogProgress, apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings,
+    usage_errors, warn,
 )
+from .options import SEED_MAX, DeviceOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
 
 HELP = reflow(f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
 
@@ -89,21 +91,18 @@ def render_table(report: EvalReport) -> Table:
 
 
 @app.command("eval", help=HELP)
+@sampling_options()
 def eval_command(
     hr_dir: Annotated[Path, typer.Argument(help="Folder of HR images (searched recursively).", show_default=False)],
     scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8; fractional scales work, beyond the model's range a cascade.")] = 4.0,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
-    steps: Annotated[int, typer.Option("--steps", help="Reverse-process steps, respaced over the model's T (T = the full chain of the paper).")] = DEFAULT_STEPS,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")] = DEFAULT_SAMPLER,
+    options: SamplingOptions = SamplingOptions(),
     samples: Annotated[int, typer.Option("--samples", "-k", help="srcli samples per image; K > 1 also reports the diversity sigma.")] = 1,
     baselines: Annotated[str, typer.Option("--baselines", help=f"Comma-separated, from {', '.join(BASELINES)}; empty for none.")] = ",".join(DEFAULT_BASELINES),
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON record on stdout instead of the table (docs/json.md).")] = False,
     save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write srcli outputs and side-by-side comparison crops here.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images (sorted by path).")] = None,
-    strength: StrengthOpt = None,
-    init: InitOpt = None,
-    consistency: ConsistencyOpt = None,
     tile: Annotated[Optional[int], typer.Option("--tile", help="HR tile side in px (0 = no tiling). Default: auto from a memory budget, as srcli upscale.")] = None,
     seed: SeedOpt = 0,
     degradation: Annotated[str, typer.Option("--degradation", help="How the LR inputs are made: bicubic (the clean protocol) or real (blur, resize, noise, JPEG: srcli.degrade; scored against the clean HR, with a JPEG block-grid measure).")] = "bicubic",
@@ -117,11 +116,6 @@ def eval_command(
         scale = check_scale(scale)
         if not hr_dir.is_dir():
             fail(f"{hr_dir}: not a folder")
-        check_steps(steps)
-        check_sampler(sampler)
-        strength = check_strength(strength)
-        init = check_init(init)
-        check_consistency(consistency)
         check_tile(tile)
         if samples < 1:
             fail(f"--samples must be >= 1, got {samples}")
@@ -136,8 +130,9 @@ def eval_command(
         if degradation not in DEGRADATIONS:
             fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
-        stages = pipe.stages(scale, steps, strength, init, consistency)
-        note(pipe.plan_note(scale, stages))
+        options = clamp_steps(options, pipe.schedule.T, warn)
+        passes = pipe.passes(scale, options)
+        note(pipe.plan_note(scale, passes))
     started = time.perf_counter()
 
     with progress_bar() as progress:
@@ -159,9 +154,8 @@ def eval_command(
 
         with usage_errors():
             report = evaluate_folder(
-                hr_dir, pipe, limit=limit, scale=scale, steps=steps, sampler=sampler, samples=samples, seed=seed,
-                strength=strength, init=init, consistency=consistency, baselines=names, save_dir=save_dir, tile=tile,
-                on_image=on_image, on_step=on_step, degradation=degradation, degradation_seed=degradation_seed,
+                hr_dir, pipe, limit=limit, scale=scale, options=options, samples=samples, seed=seed, baselines=names, save_dir=save_dir,
+                tile=tile, on_image=on_image, on_step=on_step, degradation=degradation, degradation_seed=degradation_seed,
             )
         progress.update(images_task, completed=len(report.images) + len(report.failed))
         log.finish("done")
@@ -175,7 +169,7 @@ def eval_command(
         if json_out:
             emit_json({
                 "command": "eval", "input": str(hr_dir), "output": None if save_dir is None else str(save_dir),
-                **run_settings(pipe, stages, seed, sampler), "seconds": time.perf_counter() - started, **report.to_dict(),
+                **run_settings(pipe, passes, seed, options.sampler), "seconds": time.perf_counter() - started, **report.to_dict(),
             })
         else:
             Console(highlight=False).print(render_table(report))

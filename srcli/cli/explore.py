@@ -1,5 +1,5 @@
-"""``srcli sample-diverse`` (alias ``sample``), ``srcli interpolate`` and ``srcli fuse``: the many HR
-images that fit one LR image, the path between two of them (Alg. 4) and content fusion (Alg. 3)."""
+"""``srcli sample-diverse`` (alias ``sample``) and ``srcli interpolate``: the many HR images that fit
+one LR image and the path between two of them (Alg. 4); and what they share with ``srcli fuse``."""
 
 from __future__ import annotations
 
@@ -12,27 +12,24 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from .. import explore
+from .. import explore, render
+from ..cascade import check_scale
 from ..explore import DIVERSE_STRENGTH
-from ..imageio import ImageData, ImageWriteError, output_format, read_image, to_uint8, write_image
-from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, SRPipeline, check_consistency, check_init, check_sampler, check_scale, check_seed, check_steps, check_strength,
-    check_temperature,
-)
+from ..imageio import ImageData, ImageReadError, ImageWriteError, read_image, to_uint8, write_image
+from ..options import SamplingOptions, check_seed
+from ..pipeline import SRPipeline
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, EXIT_USAGE, SEED_MAX, ConsistencyOpt, DeviceOpt, ImageReadError, InitOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt,
-    LogProgress, apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors, warn,
+    EXIT_SOME_FAILED, EXIT_USAGE, LogProgress, apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors,
+    warn,
 )
+from .options import SEED_MAX, STRENGTH_HELP, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
 SCALE_DEFAULT = "Default: the model's scale (a fixed-scale checkpoint's own, else the top of its training range: 4 for the shipped model)."
 ScaleOpt = Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Upscaling factor from 1.5 to 8. {SCALE_DEFAULT}")]
-StepsOpt = Annotated[
-    int, typer.Option("--steps", help="Reverse steps of a full run (respaced); a start at t uses the share t/T. The model's T = every step, the paper's loop.")
-]
-SamplerOpt = Annotated[str, typer.Option("--sampler", help="ddpm or ddim.")]
-TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Scale of the injected noise (1 = the model's distribution).")]
+# the sampling flags of the decodes from t (Algorithms 3 and 4): strength and init do not apply
+DECODE_FLAGS = ("steps", "sampler", "eta", "temperature")
 
 SAMPLE_HELP = """Draw N SR samples of one image, batched through the network in one batch.
 
@@ -62,21 +59,7 @@ Examples:
   srcli interpolate photo.png --t 30 --pair sr_a.png sr_b.png
 """
 
-FUSE_HELP = """Content fusion (SRDiff Algorithm 3): blend a region of EYES into FACE.
-
-EYES and FACE are HR images of one size.  The box region of EYES is pasted into FACE, the result's residual against the bicubic-upsampled downscaled FACE (the condition, downscaled by --scale with Pillow bicubic) is diffused to step t and decoded from t; then only the box of the decoded image goes back into FACE, so every pixel outside the box stays exactly FACE's.  Small t keeps EYES' content, large t moves toward what fits FACE (the paper: t = 30, 50, 70).
-
-Default box: the eye band of an aligned square face crop, x 0.15-0.85 of the width and y 0.30-0.50 of the height.  One --t writes the fused image to OUT; several --t write a strip to OUT (eye source, face source, the paste, one image per t) and each fused image beside it with _tT added to the name (strip_t30.png, ...).
-
-Examples:
-
-  srcli fuse eyes.png face.png --t 50 -o fused.png
-
-  srcli fuse eyes.png face.png --t 30 --t 50 --t 70 --box 40,76,216,128 -o strip.png
-"""
-
-
-def _load(path: Path) -> np.ndarray:
+def load_input(path: Path) -> np.ndarray:
     """8-bit RGB of an input (explore works at 8 bits; transparency is not part of the model)."""
     try:
         data = read_image(path)
@@ -89,7 +72,7 @@ def _load(path: Path) -> np.ndarray:
     return to_uint8(data.rgb)
 
 
-def _write(path: Path, image: np.ndarray) -> None:
+def write_output(path: Path, image: np.ndarray) -> None:
     """Atomic write (srcli.imageio); a failure is one line and exit code 1."""
     try:
         write_image(path, ImageData(image))
@@ -97,16 +80,10 @@ def _write(path: Path, image: np.ndarray) -> None:
         fail(str(exc), EXIT_SOME_FAILED)
 
 
-def _check_common(
-    steps: int, sampler: str, scale: Optional[float], temperature: float, consistency: Optional[int] = None, threads: Optional[int] = None
-) -> None:
+def check_common(scale: Optional[float], threads: Optional[int]) -> None:
     """What can be checked before the weights load (T and the default scale come with them)."""
     with usage_errors():
         apply_threads(threads)
-        check_steps(steps)
-        check_sampler(sampler)
-        check_temperature(temperature)
-        check_consistency(consistency)
         if scale is not None:
             check_scale(scale)
 
@@ -118,7 +95,7 @@ def _parse_numbers(text: str, kind: type, option: str, example: str) -> list[Any
         fail(f"{option} {text!r}: expected comma-separated numbers like {example}")
 
 
-def _stage_progress(progress, log: LogProgress) -> Callable[[str, int, int], None]:
+def stage_progress(progress, log: LogProgress) -> Callable[[str, int, int], None]:
     """An explore callback that shows one progress bar per stage (predictions, t=50, ...), or
     without a terminal a line a minute (``LogProgress``)."""
     tasks: dict[str, Any] = {}
@@ -133,7 +110,7 @@ def _stage_progress(progress, log: LogProgress) -> Callable[[str, int, int], Non
 
 
 @contextmanager
-def _computing(log: LogProgress, hint: str) -> Iterator[None]:
+def computing(log: LogProgress, hint: str) -> Iterator[None]:
     """The compute of one command: its library usage errors one line (exit 2), running out of
     memory one line with ``hint`` (exit 1)."""
     try:
@@ -147,7 +124,7 @@ def _computing(log: LogProgress, hint: str) -> Iterator[None]:
         raise
 
 
-def _record(command: str, input: Path, output: Path, image: np.ndarray, lr: np.ndarray, scale: float, started: float, **settings: Any) -> dict[str, Any]:
+def json_record(command: str, input: Path, output: Path, image: np.ndarray, lr: np.ndarray, scale: float, started: float, **settings: Any) -> dict[str, Any]:
     """An output's ``--json`` record in the fields and order of ``srcli upscale``'s (docs/json.md)."""
     return {
         "command": command, "status": "ok", "input": str(input), "output": str(output), "size": [image.shape[1], image.shape[0]],
@@ -155,50 +132,50 @@ def _record(command: str, input: Path, output: Path, image: np.ndarray, lr: np.n
     }
 
 
-def _decode_settings(pipe: SRPipeline, t: int, steps: int, seed: int, sampler: str) -> dict[str, Any]:
+def decode_settings(pipe: SRPipeline, t: int, options: SamplingOptions, seed: int) -> dict[str, Any]:
     """What a decode from step t runs: the reverse steps actually taken, the strength t/T it starts
     at (the same meaning as upscale's --strength), the seed and the sampler."""
-    return {"model": pipe.source, "sampler": sampler, "seed": seed, "steps": explore.steps_run(pipe, t, steps), "strength": t / pipe.schedule.T, "t": t}
+    return {
+        "model": pipe.source, "sampler": options.sampler, "seed": seed, "steps": explore.steps_run(pipe, t, options),
+        "strength": t / pipe.schedule.T, "t": t,
+    }
 
 
-def _load_pipeline(
-    weights: Optional[str], model: Optional[str], device: str, precision: str, steps: int, scale: Optional[float],
-    strength: Optional[float] = None, init: Optional[str] = None, cascade: bool = False,
-) -> tuple[SRPipeline, int, float]:
-    """The pipeline, the steps it will run (at most T) and the scale (the model's default when None),
-    with a warning for a scale the model was not trained on, or with ``cascade`` (a command that
-    runs ``SRPipeline.stages``) a note on how the scale runs."""
+def load_pipeline(
+    weights: Optional[str], model: Optional[str], device: str, precision: str, options: SamplingOptions, scale: Optional[float],
+    cascade: bool = False,
+) -> tuple[SRPipeline, SamplingOptions, float]:
+    """The pipeline, the options it will run (at most T steps) and the scale (the model's default
+    when None), with a warning for a scale the model was not trained on, or with ``cascade`` (a
+    command that runs ``SRPipeline.passes``) a note on how the scale runs."""
     with usage_errors():
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
         scale = check_scale(explore.default_scale(pipe) if scale is None else scale)
-        if steps > pipe.schedule.T:
-            warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
-            steps = pipe.schedule.T
+        options = clamp_steps(options, pipe.schedule.T, warn)
         if cascade:
-            note(pipe.plan_note(scale, pipe.stages(scale, steps, strength, init)))
+            note(pipe.plan_note(scale, pipe.passes(scale, options)))
     low, high = pipe.config.train_scales
     if not cascade and pipe.config.fixed_scale is None and not low <= scale <= high:
         warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
-    return pipe, steps, scale
+    return pipe, options, scale
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     Console(highlight=False).print(message, soft_wrap=True, markup=False)
 
 
 @app.command("sample-diverse", help=reflow(SAMPLE_HELP))
+@sampling_options(
+    defaults={"strength": DIVERSE_STRENGTH},
+    helps={"strength": STRENGTH_HELP + " Default: 1 here (the full sampler), not upscale's per-scale value."},
+)
 def sample_diverse_command(
     input: InputArg,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples (one batch).")] = 8,
     scale: ScaleOpt = None,
-    steps: StepsOpt = DEFAULT_STEPS,
+    options: SamplingOptions = SamplingOptions(),
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="First seed; the samples use seeds S .. S+N-1.")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
-    temperature: TemperatureOpt = 1.0,
-    strength: Annotated[float, typer.Option("--strength", help="As in srcli upscale (0 < F <= 1), but 1 by default: the full sampler.")] = DIVERSE_STRENGTH,
-    init: InitOpt = None,
-    consistency: ConsistencyOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -206,45 +183,41 @@ def sample_diverse_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, temperature, consistency, threads)
-    with usage_errors():
-        check_strength(strength)
-        init = check_init(init)
+    check_common(scale, threads)
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
     if seed + n - 1 > SEED_MAX:
         fail(f"--seed {seed} --n {n}: the last sample's seed {seed + n - 1} is above 2^63-1")
-    image = _load(input)
+    image = load_input(input)
     out_dir = out_dir or Path(f"{input.stem}_samples")
     stem = input.stem
     paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
-    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale, strength, init, cascade=True)
+    pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale, cascade=True)
 
     log, started = LogProgress(1), time.perf_counter()
     log.start(str(input))
-    with progress_bar() as progress, _computing(log, "try a smaller --n (the samples run in one batch) or a smaller input"):
+    with progress_bar() as progress, computing(log, "try a smaller --n (the samples run in one batch) or a smaller input"):
         result = explore.sample_diverse(
-            pipe, image, n=n, scale=scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress, log), strength=strength, init=init, consistency=consistency, output="numpy")
+            pipe, image, n, scale, options, seed=seed, callback=stage_progress(progress, log), output="numpy")
     for s, sample in zip(result.seeds, result.samples):
-        _write(paths[s], sample)
-    _write(sheet_path, explore.contact_sheet(result))
-    _write(sigma_path, explore.heatmap(result.sigma_map, result.mean_sigma))
+        write_output(paths[s], sample)
+    write_output(sheet_path, render.contact_sheet(result))
+    write_output(sigma_path, render.heatmap(result.sigma_map, result.mean_sigma))
 
     log.finish(f"wrote {n} samples to {out_dir}/")
     h, w = result.samples[0].shape[:2]
     if json_out:
-        stages = pipe.stages(scale, steps, strength, init, consistency)
+        passes = pipe.passes(scale, options)
         for s, sample in zip(result.seeds, result.samples):
-            emit_json(_record(
-                "sample-diverse", input, paths[s], sample, image, scale, started, **run_settings(pipe, stages, s, sampler),
-                temperature=temperature, contact_sheet=str(sheet_path), sigma_map=str(sigma_path), mean_sigma=result.mean_sigma,
+            emit_json(json_record(
+                "sample-diverse", input, paths[s], sample, image, scale, started, **run_settings(pipe, passes, s, options.sampler),
+                temperature=options.temperature, contact_sheet=str(sheet_path), sigma_map=str(sigma_path), mean_sigma=result.mean_sigma,
             ))
     else:
-        _say(f"{n} samples {w}x{h} of {input} in {out_dir}/ (sheet {sheet_path.name}, sigma map {sigma_path.name})")
-        _say(f"mean sigma {result.mean_sigma:.2f} (per-pixel std across samples, 0-255)")
+        say(f"{n} samples {w}x{h} of {input} in {out_dir}/ (sheet {sheet_path.name}, sigma map {sigma_path.name})")
+        say(f"mean sigma {result.mean_sigma:.2f} (per-pixel std across samples, 0-255)")
 
 
 # The design card's short name; hidden so --help lists the command once.
@@ -252,6 +225,7 @@ app.command("sample", help=reflow(SAMPLE_HELP), hidden=True)(sample_diverse_comm
 
 
 @app.command("interpolate", help=reflow(INTERP_HELP))
+@sampling_options(*DECODE_FLAGS, "consistency")
 def interpolate_command(
     input: InputArg,
     t: Annotated[int, typer.Option("--t", help="Diffusion step t in [0, T] both predictions are diffused to.")] = 50,
@@ -259,12 +233,9 @@ def interpolate_command(
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="A,B: the seeds of the two SR predictions (default S+1,S+2).")] = None,
     pair: Annotated[Optional[tuple[Path, Path]], typer.Option("--pair", help="Two SR images of INPUT (same size) instead of --seeds.")] = None,
     scale: ScaleOpt = None,
-    steps: StepsOpt = DEFAULT_STEPS,
+    options: SamplingOptions = SamplingOptions(),
     seed: SeedOpt = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_interp/).")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
-    temperature: TemperatureOpt = 1.0,
-    consistency: ConsistencyOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -272,7 +243,7 @@ def interpolate_command(
     threads: ThreadsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    _check_common(steps, sampler, scale, temperature, consistency, threads)
+    check_common(scale, threads)
     if t < 0:
         fail(f"t must be in [0, T] (the model's T), got {t}")
     with usage_errors():
@@ -292,106 +263,31 @@ def interpolate_command(
                 check_seed(value, "--seeds")
     elif pair is None and seed + 2 > SEED_MAX:
         fail(f"--seed {seed}: the predictions' default seeds S+1, S+2 are above 2^63-1; give --seeds A,B")
-    image = _load(input)
-    images_pair = None if pair is None else (_load(pair[0]), _load(pair[1]))
+    image = load_input(input)
+    images_pair = None if pair is None else (load_input(pair[0]), load_input(pair[1]))
     out_dir = out_dir or Path(f"{input.stem}_interp")
     paths = [out_dir / f"{input.stem}_lam{label}.png" for label in labels]
     strip_path = out_dir / f"{input.stem}_strip.png"
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
-    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
+    pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale)
 
     log, started = LogProgress(1), time.perf_counter()
     log.start(str(input))
-    with progress_bar() as progress, _computing(log, "try a smaller input or fewer --lambdas (the mixes run in one batch)"):
+    with progress_bar() as progress, computing(log, "try a smaller input or fewer --lambdas (the mixes run in one batch)"):
         result = explore.latent_interpolation(
-            pipe, image, t=t, lambdas=lams, seeds=None if seed_pair is None else tuple(seed_pair), pair=images_pair,
-            scale=None if pair else scale, steps=steps, seed=seed, sampler=sampler, temperature=temperature,
-            callback=_stage_progress(progress, log), consistency=consistency, output="numpy")
+            pipe, image, t, lams, None if seed_pair is None else tuple(seed_pair), images_pair, None if pair else scale, options,
+            seed=seed, callback=stage_progress(progress, log), output="numpy")
     for path, img in zip(paths, result.images):
-        _write(path, img)
-    _write(strip_path, explore.interpolation_strip(result))
+        write_output(path, img)
+    write_output(strip_path, render.interpolation_strip(result))
 
     log.finish(f"wrote {len(paths)} interpolations to {out_dir}/")
     if json_out:
         for lam, path, img in zip(result.lambdas, paths, result.images):
-            emit_json(_record(
-                "interpolate", input, path, img, image, img.shape[1] / image.shape[1], started, **_decode_settings(pipe, t, steps, seed, sampler),
-                temperature=temperature, **{"lambda": lam}, seeds=None if result.seeds is None else list(result.seeds), strip=str(strip_path),
+            emit_json(json_record(
+                "interpolate", input, path, img, image, img.shape[1] / image.shape[1], started, **decode_settings(pipe, t, options, seed),
+                temperature=options.temperature, **{"lambda": lam}, seeds=None if result.seeds is None else list(result.seeds), strip=str(strip_path),
             ))
     else:
         source = "the given pair" if result.seeds is None else f"seeds {result.seeds[0]} and {result.seeds[1]}"
-        _say(f"{len(paths)} interpolations at t={t} between {source} in {out_dir}/ (strip {strip_path.name})")
-
-
-def _parse_box(text: str) -> tuple[int, int, int, int]:
-    parts = text.split(",")
-    try:
-        box = tuple(int(p) for p in parts)
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        fail(f"--box {text!r}: expected four integers x0,y0,x1,y1 (pixels, end-exclusive)")
-    return box
-
-
-@app.command("fuse", help=reflow(FUSE_HELP))
-def fuse_command(
-    eyes: Annotated[Path, typer.Argument(help="The eye source (HR image).", show_default=False)],
-    face: Annotated[Path, typer.Argument(help="The face source (HR image of the same size).", show_default=False)],
-    t: Annotated[Optional[list[int]], typer.Option("--t", help="Diffusion step t in [0, T]; repeat for a strip. Default: 50.")] = None,
-    box: Annotated[Optional[str], typer.Option("--box", help="x0,y0,x1,y1 in pixels (end-exclusive). Default: the eye band x 0.15-0.85, y 0.30-0.50.")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=f"Downscaling of FACE for the condition, from 1.5 to 8 (the paper: 8 for faces). {SCALE_DEFAULT}")] = None,
-    steps: StepsOpt = DEFAULT_STEPS,
-    seed: SeedOpt = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,
-    sampler: SamplerOpt = DEFAULT_SAMPLER,
-    temperature: TemperatureOpt = 1.0,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    _check_common(steps, sampler, scale, temperature, threads=threads)
-    ts = t or [50]
-    if any(v < 0 for v in ts):
-        fail(f"t must be in [0, T] (the model's T), got {min(ts)}")
-    if len(set(ts)) != len(ts):
-        fail(f"--t {','.join(map(str, ts))}: every t may appear only once")
-    pixel_box = None if box is None else _parse_box(box)
-    eyes_img, face_img = _load(eyes), _load(face)
-    if eyes_img.shape != face_img.shape:
-        fail(f"{eyes} is {eyes_img.shape[1]}x{eyes_img.shape[0]} but {face} is {face_img.shape[1]}x{face_img.shape[0]}: fuse needs two images of one size")
-    with usage_errors():
-        explore.resolve_box(pixel_box, face_img.shape[1], face_img.shape[0])
-    out = out or Path(f"{face.stem}_fused.png")
-    try:
-        output_format(out)
-    except ValueError as exc:
-        fail(str(exc))
-    per_t = {v: out.with_name(f"{out.stem}_t{v}{out.suffix}") for v in ts} if len(ts) > 1 else {ts[0]: out}
-    protect_inputs([out, *per_t.values()], [eyes, face])
-    pipe, steps, scale = _load_pipeline(weights, model, device, precision, steps, scale)
-
-    log, started = LogProgress(1), time.perf_counter()
-    log.start(str(face))
-    with progress_bar() as progress, _computing(log, "try smaller images"):
-        result = explore.content_fusion(
-            pipe, eyes_img, face_img, t=ts, box=pixel_box, scale=scale, steps=steps, seed=seed, sampler=sampler,
-            temperature=temperature, callback=_stage_progress(progress, log), output="numpy")
-    for v, img in zip(result.ts, result.images):
-        _write(per_t[v], img)
-    if len(ts) > 1:
-        _write(out, explore.fusion_strip(result, eyes_img, face_img))
-
-    log.finish(f"wrote {out}")
-    if json_out:
-        for v, img in zip(result.ts, result.images):
-            emit_json(_record(
-                "fuse", face, per_t[v], img, face_img, scale, started, **_decode_settings(pipe, v, steps, seed, sampler),
-                temperature=temperature, eyes=str(eyes), box=list(result.box), strip=str(out) if len(ts) > 1 else None,
-            ))
-    else:
-        where = f"strip {out}, images {', '.join(p.name for p in per_t.values())}" if len(ts) > 1 else str(out)
-        _say(f"fused box {','.join(map(str, result.box))} at t={','.join(map(str, ts))}: {where}")
+        say(f"{len(paths)} interpolations at t={t} between {source} in {out_dir}/ (strip {strip_path.name})")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,21 +10,23 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..fsutil import remove_stale_temps
-from ..imageio import (
-    FORMATS, INPUT_SUFFIXES, QUALITY, ImageReadError, ImageWriteError, image_size, is_complete_image, output_format, read_image, read_note, write_image,
-)
+from ..cascade import DEFAULT_STRENGTH, image_seed
+from ..device import resolve_device, resolve_precision
+from ..errors import UsageError
+from ..imageio import INPUT_SUFFIXES, QUALITY, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, read_note, write_image
 from ..ops import scaled_size
-from ..pipeline import (
-    DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, MAX_SCALE, MIN_SCALE, SRPipeline, UsageError, check_consistency, check_init, check_sampler,
-    check_scale, check_steps, check_strength, check_tile, check_tile_batch, image_seed, resolve_device, resolve_precision,
-)
+from ..options import SamplingOptions
+from ..pipeline import SRPipeline
 from ..provenance import file_digest, fingerprint, make_note, note_fingerprint
+from ..tiling import check_tile, check_tile_batch
 from .app import app
 from .common import (
-    EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, PIXEL_LIMIT_ENV, ConsistencyOpt, DeviceOpt, InitOpt, Interrupted, JsonOpt, LogProgress, ModelOpt,
-    PrecisionOpt, SeedOpt, StrengthOpt, ThreadsOpt, WeightsOpt, apply_pixel_limit, apply_threads, emit_json, err_console, error, expand_inputs,
-    note, parse_shard, plain, progress_bar, protect_inputs, reflow, run_settings, take_shard, usage_errors, warn,
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted, LogProgress, apply_threads, emit_json, err_console, error, note, plain, progress_bar,
+    protect_inputs, reflow, run_settings, usage_errors, warn,
 )
+from .inputs import PIXEL_LIMIT_ENV, apply_pixel_limit, expand_inputs, parse_shard, take_shard
+from .options import DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
+from .outputs import _LOSSY, Target, check_collisions, check_format, check_overwrites, check_quality, plan_outputs, split_earlier_outputs
 
 _DEFAULTS = ", ".join(f"{f:g} at {s:g}x" for s, f in sorted(DEFAULT_STRENGTH["encoder"].items()))
 _HELP = f"""Upscale images with the diffusion model: by --scale (default 4), or to a --width or --height.
@@ -94,157 +95,6 @@ Exit codes: 0 every input done (or already done), 1 some inputs failed, 2 usage 
 HELP = reflow(_HELP)
 
 
-FORMAT_SUFFIXES = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
-_LOSSY = {"JPEG", "WEBP"}
-DEFAULT_SCALE = 4.0
-
-
-@dataclass(frozen=True)
-class Target:
-    """How big the outputs are: one factor for every image (``scale``) or one side in pixels
-    (``width`` or ``height``), the other side following the image's aspect ratio."""
-
-    scale: Optional[float] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-
-    @classmethod
-    def from_options(cls, scale: Optional[float], width: Optional[int], height: Optional[int]) -> "Target":
-        given = [name for name, value in (("--scale", scale), ("--width", width), ("--height", height)) if value is not None]
-        if len(given) > 1:
-            raise UsageError(f"give one of --scale, --width or --height, not {' and '.join(given)}")
-        for name, value in (("--width", width), ("--height", height)):
-            if value is not None and value < 1:
-                raise UsageError(f"{name} must be a positive number of pixels, got {value}")
-        if width is None and height is None:
-            return cls(scale=check_scale(DEFAULT_SCALE if scale is None else scale))
-        return cls(width=width, height=height)
-
-    @property
-    def label(self) -> str:
-        """The part of an output's name that says how it was made: x4, x2.5, w1920, h1080."""
-        if self.scale is not None:
-            return f"x{self.scale:g}"
-        return f"w{self.width}" if self.width is not None else f"h{self.height}"
-
-    def scale_for(self, size: tuple[int, int]) -> float:
-        """The factor for an image of ``size`` = (height, width); UsageError outside 1.5-8x."""
-        if self.scale is not None:
-            return self.scale
-        side, have, name = (self.width, size[1], "width") if self.width is not None else (self.height, size[0], "height")
-        factor = side / have
-        if not MIN_SCALE <= factor <= MAX_SCALE:
-            raise UsageError(
-                f"--{name} {side} is {factor:.3g}x its {name} of {have} px; srcli upscales by {MIN_SCALE:g}x to {MAX_SCALE:g}x"
-            )
-        return factor
-
-
-def output_name(src: Path, target: Target, suffix: Optional[str] = None) -> str:
-    """NAME_x4.EXT; EXT is ``suffix`` (--format), else the input's when srcli writes that format, else .png."""
-    if suffix is None:
-        suffix = src.suffix if src.suffix.lower() in FORMATS else ".png"
-    return f"{src.stem}_{target.label}{suffix}"
-
-
-def plan_outputs(inputs: list[Path], output: Optional[str], target: Target, suffix: Optional[str] = None) -> list[Path]:
-    """Where each input goes (raises ``UsageError`` for an impossible -o)."""
-    if output is None:
-        return [src.with_name(output_name(src, target, suffix)) for src in inputs]
-    out = Path(output).expanduser()
-    as_dir = out.is_dir() or output.endswith(("/", "\\")) or not out.suffix
-    if not as_dir:
-        if len(inputs) > 1:
-            raise UsageError(f"-o {output}: several inputs need an output directory, not a file name")
-        try:
-            fmt = output_format(out)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if suffix is not None and fmt != FORMATS[suffix]:
-            raise UsageError(f"-o {output} is a {fmt} file name but --format asks for {FORMATS[suffix]}; change one of them")
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"-o {output}: exists and is not a directory")
-    return [out / output_name(src, target, suffix) for src in inputs]
-
-
-# NAME_x4, NAME_x2.5, NAME_w1920, NAME_h1080 (output_name)
-_OUTPUT_STEM = re.compile(r"^(?P<stem>.+)_(?:x(?P<scale>\d+(?:\.\d+)?)|w(?P<width>\d+)|h(?P<height>\d+))$")
-
-
-def _target_of(match: re.Match) -> Target:
-    if match["scale"]:
-        return Target(scale=float(match["scale"]))
-    return Target(width=int(match["width"])) if match["width"] else Target(height=int(match["height"]))
-
-
-def _made_from(size: tuple[int, int], source_size: Optional[tuple[int, int]], target: Target) -> bool:
-    if source_size is None:
-        return False
-    try:
-        return scaled_size(source_size, target.scale_for(source_size)) == size
-    except UsageError:
-        return False
-
-
-def split_earlier_outputs(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(inputs to process, earlier outputs left out).  An earlier output is an input named like
-    another input's default output at some scale or size, in any format srcli writes
-    (``photo_x2.png`` or ``photo_w1920.jpg`` beside ``photo.png``, also on a rerun with other
-    options), whose size is what that option makes of the other input: a user's own file that only
-    shares the name is kept (and never overwritten: ``check_overwrites``)."""
-    by_name = {(src.parent.resolve(), src.name): src for src in inputs}
-    earlier: list[Path] = []
-    for src in inputs:
-        match = _OUTPUT_STEM.match(src.stem)
-        if not match or src.suffix.lower() not in FORMATS:
-            continue
-        target = _target_of(match)
-        sources = [
-            other for (folder, name), other in by_name.items()
-            if folder == src.parent.resolve() and other is not src and Path(name).stem == match["stem"]
-        ]
-        size = image_size(src) if sources else None
-        if size is not None and any(_made_from(size, image_size(other), target) for other in sources):
-            earlier.append(src)
-    left_out = set(earlier)
-    return [src for src in inputs if src not in left_out], earlier
-
-
-def check_overwrites(inputs: list[Path], outputs: list[Path]) -> None:
-    """UsageError when an output would replace an input (a user's own NAME_x2.png, say), before any work."""
-    taken = {src.resolve(): src for src in inputs}
-    for src, dst in zip(inputs, outputs):
-        victim = taken.get(dst.resolve())
-        if victim is not None:
-            raise UsageError(f"{victim}: the output of {src} would overwrite an input; rename it or choose another output (-o DIR)")
-
-
-def check_collisions(inputs: list[Path], outputs: list[Path]) -> None:
-    seen: dict[Path, Path] = {}
-    for src, dst in zip(inputs, outputs):
-        first = seen.setdefault(dst.resolve(), src)
-        if first is not src:
-            raise UsageError(f"{first} and {src} would both be written to {dst}; use separate runs or the default output")
-
-
-def check_quality(quality: int) -> int:
-    if not 1 <= quality <= 100:
-        raise UsageError(f"--quality must be from 1 to 100, got {quality}")
-    return quality
-
-
-def check_format(fmt: Optional[str]) -> Optional[str]:
-    """--format NAME -> the output suffix (None: follow the input or -o)."""
-    if fmt is None:
-        return None
-    name = fmt.lower().lstrip(".")
-    name = {"jpeg": "jpg", "tif": "tiff"}.get(name, name)
-    if name not in FORMAT_SUFFIXES:
-        raise UsageError(f"unknown --format {fmt!r} (choose {', '.join(FORMAT_SUFFIXES)})")
-    return FORMAT_SUFFIXES[name]
-
-
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, MemoryError) or "out of memory" in text.lower():
@@ -259,13 +109,9 @@ class Job:
     pipe: SRPipeline
     model_digest: str
     target: Target
-    steps: int
+    options: SamplingOptions
     seed: int
     same_noise: bool
-    sampler: str
-    strength: Optional[float]
-    init: str
-    consistency: Optional[int]
     tile: Optional[int]
     tile_batch: Optional[int]
     quality: int
@@ -273,6 +119,7 @@ class Job:
 
 
 @app.command("upscale", help=HELP, no_args_is_help=True)
+@sampling_options()
 def upscale_command(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT...", help="Image files, directories or quoted glob patterns.", show_default=False)
@@ -290,7 +137,7 @@ def upscale_command(
         Optional[str], typer.Option("--format", "-f", help="Output format: png, jpg, webp or tiff. Default: the input's (PNG for GIF, AVIF and other formats srcli reads only) or -o's suffix.", show_default=False)
     ] = None,
     quality: Annotated[int, typer.Option("--quality", "-q", help="JPEG/WebP quality from 1 to 100.")] = QUALITY,
-    steps: Annotated[int, typer.Option("--steps", help="Reverse diffusion steps of a full run (fewer is faster; at most the model's T).")] = DEFAULT_STEPS,
+    options: SamplingOptions = SamplingOptions(),
     seed: SeedOpt = 0,
     same_noise: Annotated[
         bool, typer.Option("--same-noise", help="Use --seed as it is for every image (one noise field for the whole batch) instead of mixing in each image's name.")
@@ -306,10 +153,6 @@ def upscale_command(
     tile_batch: Annotated[
         Optional[int], typer.Option("--tile-batch", help="Tiles of one image per network batch. Default: 4 on CUDA, 1 on CPU.")
     ] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, respaced) or ddim.")] = DEFAULT_SAMPLER,
-    strength: StrengthOpt = None,
-    init: InitOpt = None,
-    consistency: ConsistencyOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo every output, even one made with the same input and settings.")] = False,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Process only shard I of N (1 <= I <= N).")] = None,
     json_output: JsonOpt = False,
@@ -319,13 +162,8 @@ def upscale_command(
         target = Target.from_options(scale, width, height)
         suffix = check_format(fmt)
         check_quality(quality)
-        check_steps(steps)
         check_tile(tile)
         check_tile_batch(tile_batch)
-        check_sampler(sampler)
-        strength = check_strength(strength)
-        init = check_init(init)
-        check_consistency(consistency)
         resolve_precision(precision, resolve_device(device))
         apply_threads(threads)
         shard_spec = parse_shard(shard)
@@ -340,17 +178,13 @@ def upscale_command(
 
     with usage_errors():
         pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
-        if steps > pipe.schedule.T:
-            warn(f"--steps {steps} is more than the model's T = {pipe.schedule.T} steps; running {pipe.schedule.T}")
-            steps = pipe.schedule.T
+        options = clamp_steps(options, pipe.schedule.T, warn)
         if target.scale is not None:  # a fixed-scale checkpoint refuses other scales here, before any image
-            note(pipe.plan_note(target.scale, pipe.stages(target.scale, steps, strength, init, consistency)))
+            note(pipe.plan_note(target.scale, pipe.passes(target.scale, options)))
     if earlier:
         listed = ", ".join(str(p) for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
         note(f"left out {len(earlier)} earlier output(s) found among the inputs: {listed}")
-    job = Job(
-        pipe, file_digest(pipe.source), target, steps, seed, same_noise, sampler, strength, init, consistency, tile, tile_batch, quality, overwrite,
-    )
+    job = Job(pipe, file_digest(pipe.source), target, options, seed, same_noise, tile, tile_batch, quality, overwrite)
 
     failed = 0
     for spec, reason in unmatched:
@@ -410,27 +244,29 @@ def _process(job: Job, src: Path, dst: Path, name: str, on_step) -> dict[str, An
         remove_stale_temps(dst)  # left by a run killed while writing this output
         image = read_image(src)
         scale = job.target.scale_for(image.size)
-        stages = job.pipe.stages(scale, job.steps, job.strength, job.init, job.consistency)
+        passes = job.pipe.passes(scale, job.options)
         seed = job.seed if job.same_noise else image_seed(job.seed, name)
         out_size = scaled_size(image.size, scale)
         fmt = output_format(dst)
         settings = {
-            "size": [out_size[1], out_size[0]], "passes": [asdict(s) for s in stages], "seed": seed, "sampler": job.sampler,
+            "size": [out_size[1], out_size[0]], "passes": [asdict(p) for p in passes], "seed": seed, "sampler": job.options.sampler,
             "tile": job.tile, "precision": str(job.pipe.dtype).replace("torch.", ""), "format": fmt,
             "quality": job.quality if fmt in _LOSSY else None,
         }
+        # flags added later are recorded only when set, so outputs made before them still match
+        if job.options.temperature != 1.0:
+            settings["temperature"] = job.options.temperature
+        if job.options.eta:
+            settings["eta"] = job.options.eta
         fp = fingerprint(file_digest(src), job.model_digest, settings)
         facts = {
             **record, "size": [out_size[1], out_size[0]], "input_size": [image.size[1], image.size[0]], "scale": scale,
-            **run_settings(job.pipe, stages, seed, job.sampler),
+            **run_settings(job.pipe, passes, seed, job.options.sampler),
         }
         complete = is_complete_image(dst, out_size)
         if complete and not job.overwrite and note_fingerprint(read_note(dst)) == fp:
             return {**facts, "status": "skipped", "seconds": time.perf_counter() - start}
-        result = job.pipe.upscale_image(
-            image, scale, job.steps, seed, job.sampler, strength=job.strength, init=job.init, consistency=job.consistency, callback=on_step,
-            tile=job.tile, tile_batch=job.tile_batch,
-        )
+        result = job.pipe.upscale_image(image, scale, job.options, seed=seed, tile=job.tile, tile_batch=job.tile_batch, callback=on_step)
         written = write_image(dst, result, quality=job.quality, note=make_note(fp, settings))
     except (ImageReadError, ImageWriteError) as exc:
         return {**record, "status": "error", "error": str(exc)}
