@@ -23,7 +23,11 @@ from .ops import scaled_size
 from .options import DEFAULT_CONSISTENCY, DEFAULT_INIT, INITS, SamplingOptions
 
 MIN_SCALE, MAX_SCALE = 1.5, 8.0
-SCALE_TOLERANCE = 1e-6  # relative: 8 / 4 / 2 must count as exactly in range
+# Relative: a factor up to 0.01% beyond an end of the training range counts as inside it (4.0004x runs
+# as one pass on a 2x-4x model, like 4x: float noise and rounded factors such as 8 / 2 must not
+# split a run into passes).  The same margin decides how many passes a larger factor needs, so no
+# factor falls between "one pass" and "a cascade".
+SCALE_TOLERANCE = 1e-4
 INTERMEDIATE_DTYPE = np.uint16  # the passes of a cascade hand their images on at 16 bits
 
 # The default strength of one pass by its init and scale (Diff-SR's "perceptual recoverable field":
@@ -88,7 +92,8 @@ def plan_cascade(scale: float, train_range: tuple[float, float]) -> list[float]:
         raise ValueError(f"bad scale range {lo:g}-{hi:g}")
     if scale <= hi * (1 + SCALE_TOLERANCE):
         return [scale]
-    passes = math.ceil(math.log(scale) / math.log(hi) - SCALE_TOLERANCE)
+    # the fewest passes of at most hi (1 + tolerance): more than one, since scale is beyond that
+    passes = max(2, math.ceil(math.log(scale / (1 + SCALE_TOLERANCE)) / math.log(hi)))
     factors, rest = [], scale
     for left in range(passes, 1, -1):
         factor = min(hi, rest / lo ** (left - 1))

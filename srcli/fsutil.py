@@ -13,7 +13,7 @@ import glob
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 _TMP_SUFFIX = ".tmp"
 NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
@@ -64,3 +64,30 @@ def remove_stale_temps(path: Path) -> int:
             pass
     return removed
 
+
+
+def write_problem(path: Path) -> Optional[str]:
+    """Why ``atomic_write_bytes(path, ...)`` would fail as things stand (a name over NAME_MAX bytes,
+    a directory in the way, a file where a folder must be, an unwritable folder), or None.  For
+    checking outputs before a long computation rather than after it; a full disk or a change in
+    the meantime is still only found when writing."""
+    path = Path(path)
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        return f"a name in it is longer than {NAME_MAX} bytes"
+    try:
+        if path.is_dir():
+            return "is a directory"
+        folder = path.parent
+        while not folder.exists():  # the nearest existing folder is where the missing ones get made
+            if folder.is_symlink():
+                return f"{folder} is a broken symbolic link"
+            if folder.parent == folder:  # "." of a deleted working directory
+                return f"{folder} does not exist"
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{folder} is not a directory"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder} is not writable"
+    except OSError as exc:  # e.g. a loop of symbolic links on the way
+        return exc.strerror or str(exc)
+    return None

@@ -135,7 +135,7 @@ class SRPipeline:
         """One line for the user when ``scale`` does not run as one pass inside the training range."""
         low, high = self.scale_range
         if len(passes) > 1:
-            steps = " then ".join(f"{p.scale:.3g}x ({p.steps or self.schedule.T} steps, strength {p.strength:g})" for p in passes)
+            steps = " then ".join(f"{p.scale:g}x ({p.steps or self.schedule.T} steps, strength {p.strength:g})" for p in passes)
             return f"{scale:g}x runs as a cascade: {steps}; one pass covers up to {high:g}x"
         if passes[0].scale < low * (1 - SCALE_TOLERANCE):
             return f"{scale:g}x is below the {low:g}x-{high:g}x the model was trained on; it runs as one pass"

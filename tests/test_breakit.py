@@ -736,3 +736,65 @@ def test_temporaries_of_a_255_byte_name_fit_and_are_found_when_stale(tmp_path):
     assert len(os.fsencode(stale.name)) <= 255
     stale.write_bytes(b"half")  # what a killed writer leaves
     assert fsutil.remove_stale_temps(target) == 1 and not stale.exists() and target.exists()
+
+
+# -- 13. scales at the top of the training range; explore outputs checked before the compute -----------------
+
+
+def test_scales_just_beyond_the_range_top_run_in_one_pass_and_larger_ones_plan_without_a_gap():
+    from srcli.cascade import SCALE_TOLERANCE, plan_cascade
+
+    assert plan_cascade(4.000004, (2, 4)) == [4.000004]
+    assert plan_cascade(4.000005, (2, 4)) == [4.000005]  # was: "cannot be made of passes of 2x-4x"
+    assert plan_cascade(4.0001, (2, 4)) == [4.0001]  # was: 2x then 2x
+    assert plan_cascade(4.001, (2, 4)) == pytest.approx([2.0005, 2.0])
+    for rng in [(2, 4), (1.5, 4), (2, 2), (2, 3)]:
+        top = rng[1] * (1 + SCALE_TOLERANCE)
+        for scale in [*np.linspace(1.5, 8, 1301), top * (1 - 1e-9), top, top * (1 + 1e-9)]:
+            scale = float(scale)
+            possible = scale <= top or any(rng[0] ** k * (1 - SCALE_TOLERANCE) <= scale <= rng[1] ** k * (1 + SCALE_TOLERANCE) for k in range(2, 5))
+            try:
+                factors = plan_cascade(scale, rng)
+            except ValueError:
+                assert not possible, (rng, scale)  # refused only when no passes can make it
+                continue
+            assert math.isclose(math.prod(factors), scale, rel_tol=1e-12)
+            assert (len(factors) == 1) == (scale <= top), (rng, scale, factors)
+            assert all(rng[0] * (1 - SCALE_TOLERANCE) <= f <= top for f in factors[1:]) and factors[0] <= top
+
+
+def test_a_scale_at_the_range_top_upscales_and_a_cascade_is_announced(tmp_path, tiny_checkpoint):
+    image = save(tmp_path / "a.png", 10, 10)
+    one = upscale(str(image), "--scale", "4.000005", "--json", weights=tiny_checkpoint)
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout)["size"] == [40, 40] and "cascade" not in one.stderr
+    two = upscale(str(image), "--scale", "4.001", "--json", "-o", str(tmp_path / "b.png"), weights=tiny_checkpoint)
+    assert two.exit_code == 0, two.output
+    assert "4.001x runs as a cascade: 2.0005x (" in two.stderr and len(json.loads(two.stdout)["passes"]) == 2
+
+
+@pytest.mark.parametrize("command", ["sample-diverse", "interpolate", "fuse"])
+@pytest.mark.parametrize("blocker", ["file as folder", "folder as file"])
+def test_explore_outputs_are_checked_before_any_compute(command, blocker, tmp_path, tiny_checkpoint, monkeypatch):
+    from srcli.pipeline import SRPipeline
+
+    loads: list[str] = []
+    real = SRPipeline.from_pretrained.__func__
+    monkeypatch.setattr(SRPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: loads.append("model") or real(cls, *a, **k)))
+    image = str(save(tmp_path / "a.png", 12, 12))
+    inputs = [image, image] if command == "fuse" else [image]
+    if blocker == "file as folder":  # -o names a folder below a plain file
+        (tmp_path / "plain").write_text("mine")
+        out = tmp_path / "plain" / ("f.png" if command == "fuse" else "out")
+    elif command == "fuse":  # an existing folder where a file goes
+        out = tmp_path / "taken.png"
+        out.mkdir()
+    else:
+        out = tmp_path / "taken"
+        (out / ("a_seed0.png" if command == "sample-diverse" else "a_strip.png")).mkdir(parents=True)
+    result = runner.invoke(app, [command, *inputs, "-o", str(out), "--scale", "2", "--steps", "1", "--weights", str(tiny_checkpoint)])
+    stderr = one_line_error(result, 2)
+    assert "cannot write" in stderr and ("not a directory" in stderr or "is a directory" in stderr)
+    assert loads == []  # refused before the model was even loaded
+    if blocker == "file as folder":
+        assert (tmp_path / "plain").read_text() == "mine"

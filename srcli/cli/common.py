@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..checkpoint import CheckpointError
 from ..cascade import CascadePass, stage_seed
 from ..errors import UsageError
+from ..fsutil import write_problem
 from ..pipeline import SRPipeline
 from .options import SEED_MAX, ThreadsOpt  # noqa: F401 - srcli/cli/train.py takes them from here
 
@@ -78,6 +79,15 @@ def protect_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
     for out in outputs:
         if Path(out).resolve() in taken:
             fail(f"{out}: the output would overwrite an input; choose another output name")
+
+
+def check_writable(outputs: Iterable[Path]) -> None:
+    """Usage error when an output cannot be written as things stand (a directory or a file in the
+    way, an unwritable folder, a name over 255 bytes): checked before the compute, not after it."""
+    for out in outputs:
+        problem = write_problem(Path(out))
+        if problem is not None:
+            fail(f"{out}: cannot write ({problem}); choose another output")
 
 
 def warn(message: str) -> None:

@@ -13,14 +13,14 @@ import typer
 from rich.console import Console
 
 from .. import explore, render
-from ..cascade import check_scale
+from ..cascade import SCALE_TOLERANCE, check_scale
 from ..explore import DIVERSE_STRENGTH
 from ..imageio import ImageData, ImageReadError, ImageWriteError, read_image, to_uint8, write_image
 from ..options import SamplingOptions, check_seed
 from ..pipeline import SRPipeline
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, EXIT_USAGE, LogProgress, apply_threads, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors,
+    EXIT_SOME_FAILED, EXIT_USAGE, LogProgress, apply_threads, check_writable, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors,
     warn,
 )
 from .options import SEED_MAX, STRENGTH_HELP, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
@@ -155,7 +155,8 @@ def load_pipeline(
         if cascade:
             note(pipe.plan_note(scale, pipe.passes(scale, options)))
     low, high = pipe.config.train_scales
-    if not cascade and pipe.config.fixed_scale is None and not low <= scale <= high:
+    inside = low * (1 - SCALE_TOLERANCE) <= scale <= high * (1 + SCALE_TOLERANCE)
+    if not cascade and pipe.config.fixed_scale is None and not inside:
         warn(f"the model was trained on {low:g}x-{high:g}x; {scale:g}x is outside that range")
     return pipe, options, scale
 
@@ -194,6 +195,7 @@ def sample_diverse_command(
     paths = {s: out_dir / f"{stem}_seed{s}.png" for s in range(seed, seed + n)}
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
+    check_writable([*paths.values(), sheet_path, sigma_path])
     pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale, cascade=True)
 
     log, started = LogProgress(1), time.perf_counter()
@@ -269,6 +271,7 @@ def interpolate_command(
     paths = [out_dir / f"{input.stem}_lam{label}.png" for label in labels]
     strip_path = out_dir / f"{input.stem}_strip.png"
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
+    check_writable([*paths, strip_path])
     pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale)
 
     log, started = LogProgress(1), time.perf_counter()

@@ -12,7 +12,7 @@ from .. import explore, render
 from ..imageio import output_format
 from ..options import SamplingOptions
 from .app import app
-from .common import LogProgress, emit_json, fail, progress_bar, protect_inputs, reflow, usage_errors
+from .common import LogProgress, check_writable, emit_json, fail, progress_bar, protect_inputs, reflow, usage_errors
 from .explore import (
     DECODE_FLAGS, SCALE_DEFAULT, check_common, computing, decode_settings, load_input, load_pipeline, json_record, say, stage_progress, write_output,
 )
@@ -81,6 +81,7 @@ def fuse_command(
         fail(str(exc))
     per_t = {v: out.with_name(f"{out.stem}_t{v}{out.suffix}") for v in ts} if len(ts) > 1 else {ts[0]: out}
     protect_inputs([out, *per_t.values()], [eyes, face])
+    check_writable([out, *per_t.values()])
     pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale)
 
     log, started = LogProgress(1), time.perf_counter()

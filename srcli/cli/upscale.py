@@ -51,8 +51,9 @@ images).  Ctrl-C stops with exit code 130 and says how far the batch got.
 
 --scale takes any factor from 1.5 to 8; --width W (or --height H) gives every output that width
 (height) and the other side the input's aspect ratio (each image's factor must lie in 1.5-8).
-Factors beyond the model's training range (2-4 for the shipped model) run as a cascade of passes,
-the largest first: 8x is 4x then 2x, 6x is 3x then 2x; later passes take half the steps of the one
+Factors beyond the model's training range (2-4 for the shipped model; up to 0.01% beyond its top
+still counts as inside, so 4.0004x is one pass) run as a cascade of passes, the largest first: 8x
+is 4x then 2x, 6x is 3x then 2x, a note says so; later passes take half the steps of the one
 before, and each has its own seed derived from the image's.  --strength F starts the reverse
 process at F x T from an upsampled image with noise injected to that level (Diff-SR) instead of
 from pure noise (F = 1, SRDiff's sampler), in every pass; smaller F keeps closer to that image,
