@@ -154,13 +154,29 @@ def plan_passes(
     T: int,
     strengths: Optional[dict] = None,
     consistency: int = DEFAULT_CONSISTENCY,
+    fixed_scale: Optional[int] = None,
+    source: Optional[str] = None,
 ) -> list[CascadePass]:
-    """The passes of ``scale`` (``plan_cascade`` over ``scale_range``): pass k runs steps / 2**k
-    reverse steps (SR3: fewer steps at higher resolution, where a step costs more and has less left
-    to add) with ``options.strength`` or, when None, ``default_strength`` of its own factor from the
-    model's table ``strengths``; ``consistency`` is the model's default back-projection.  ValueError
-    when the range cannot make the scale."""
-    factors = plan_cascade(check_scale(scale), scale_range)
+    """The passes of ``scale`` (``plan_cascade`` over a model's ``scale_range``): pass k runs
+    steps / 2**k reverse steps (SR3: fewer steps at higher resolution, where a step costs more and
+    has less left to add) with ``options.strength`` or, when None, ``default_strength`` of its own
+    factor from the model's table ``strengths``; ``consistency`` is the model's default
+    back-projection.  A model with a ``fixed_scale`` runs that scale and its powers only.
+    UsageError (naming the checkpoint ``source``) when the model cannot make the scale."""
+    scale = check_scale(scale)
+    try:
+        factors = plan_cascade(scale, scale_range)
+    except ValueError:
+        factors = []
+    if fixed_scale is not None and not (factors and all(math.isclose(f, fixed_scale) for f in factors)):
+        powers = [f"{fixed_scale**k}x" for k in range(1, 4) if fixed_scale**k <= MAX_SCALE]
+        allowed = powers[0] if len(powers) == 1 else f"{', '.join(powers[:-1])} or {powers[-1]} (as cascades of {fixed_scale}x passes)"
+        raise UsageError(
+            f"{source or 'this checkpoint'} is fixed to {fixed_scale}x (the SRDiff authors' transposed projection): "
+            f"it upscales by {allowed} only, not {scale:g}x"
+        )
+    if not factors:
+        raise UsageError(f"{scale:g}x cannot be made of passes of {scale_range[0]:g}x-{scale_range[1]:g}x, the range this model was trained on")
     full = T if options.steps is None else min(options.steps, T)
     iterations = consistency if options.consistency is None else options.consistency
     return [
@@ -171,6 +187,17 @@ def plan_passes(
         )
         for k, f in enumerate(factors)
     ]
+
+
+def plan_note(scale: float, passes: Sequence[CascadePass], scale_range: tuple[float, float], T: int) -> Optional[str]:
+    """One line for the user when ``scale`` does not run as one pass inside the training range."""
+    low, high = scale_range
+    if len(passes) > 1:
+        steps = " then ".join(f"{p.scale:g}x ({p.steps or T} steps, strength {p.strength:g})" for p in passes)
+        return f"{scale:g}x runs as a cascade: {steps}; one pass covers up to {high:g}x"
+    if passes[0].scale < low * (1 - SCALE_TOLERANCE):
+        return f"{scale:g}x is below the {low:g}x-{high:g}x the model was trained on; it runs as one pass"
+    return None
 
 
 class ChainedProgress:

@@ -15,28 +15,24 @@ tiled or not.  Scales beyond one pass run as a cascade (``cascade``).
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .cascade import (
-    INTERMEDIATE_DTYPE, MAX_SCALE, SCALE_TOLERANCE, CascadePass, ChainedProgress, cascade_sizes, check_scale, plan_passes, stage_seed,
-    strength_table,
-)
+from .cascade import INTERMEDIATE_DTYPE, CascadePass, ChainedProgress, cascade_sizes, plan_note, plan_passes, stage_seed, strength_table
 from .checkpoint import load_checkpoint
 from .device import CPU_CHANNELS_LAST, resolve_device, resolve_precision
 from .diffusion import NoiseFn, NoiseSchedule
-from .engine import DEFAULT_LR_UPSAMPLE, LR_UPSAMPLERS, Conditioned, super_resolve
+from .engine import DEFAULT_LR_UPSAMPLE, LR_UPSAMPLERS, Conditioned, super_resolve, upsample_lr
 from .errors import UsageError
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
 from .noise import field_noise
 from .ops import array_to_tensor, quantize
 from .options import DEFAULT_CONSISTENCY, SamplingOptions, check_output_kind
-from .tiling import align_to_grid, auto_tile, check_tile, check_tile_batch, memory_budget, tiled_upscale
+from .tiling import TiledCondition, align_to_grid, auto_tile, check_tile, check_tile_batch, memory_budget, padded_upscale, plan_tiles
 from .weights import resolve_weights
 
 ProgressFn = Optional[Callable[[int, int], None]]
@@ -112,34 +108,14 @@ class SRPipeline:
     def passes(self, scale: float, options: Optional[SamplingOptions] = None, **fields: Any) -> list[CascadePass]:
         """The passes of ``scale`` (``cascade.plan_passes``) with this model's default strengths and
         back-projection.  A fixed-scale checkpoint runs its scale and its powers only."""
-        opts = SamplingOptions.of(options, **fields)
-        scale = check_scale(scale)
-        fixed = self.config.fixed_scale
-        try:
-            passes = plan_passes(scale, opts, self.scale_range, self.schedule.T, self.default_strengths, self.default_consistency)
-        except ValueError:
-            passes = []
-        if fixed is not None and not (passes and all(math.isclose(p.scale, fixed) for p in passes)):
-            powers = [f"{fixed**k}x" for k in range(1, 4) if fixed**k <= MAX_SCALE]
-            allowed = powers[0] if len(powers) == 1 else f"{', '.join(powers[:-1])} or {powers[-1]} (as cascades of {fixed}x passes)"
-            raise UsageError(
-                f"{self.source or 'this checkpoint'} is fixed to {fixed}x (the SRDiff authors' transposed projection): "
-                f"it upscales by {allowed} only, not {scale:g}x"
-            )
-        if not passes:
-            low, high = self.scale_range
-            raise UsageError(f"{scale:g}x cannot be made of passes of {low:g}x-{high:g}x, the range this model was trained on")
-        return passes
+        return plan_passes(
+            scale, SamplingOptions.of(options, **fields), self.scale_range, self.schedule.T, self.default_strengths,
+            self.default_consistency, self.config.fixed_scale, self.source,
+        )
 
     def plan_note(self, scale: float, passes: Sequence[CascadePass]) -> Optional[str]:
         """One line for the user when ``scale`` does not run as one pass inside the training range."""
-        low, high = self.scale_range
-        if len(passes) > 1:
-            steps = " then ".join(f"{p.scale:g}x ({p.steps or self.schedule.T} steps, strength {p.strength:g})" for p in passes)
-            return f"{scale:g}x runs as a cascade: {steps}; one pass covers up to {high:g}x"
-        if passes[0].scale < low * (1 - SCALE_TOLERANCE):
-            return f"{scale:g}x is below the {low:g}x-{high:g}x the model was trained on; it runs as one pass"
-        return None
+        return plan_note(scale, passes, self.scale_range, self.schedule.T)
 
     # -- tensors ---------------------------------------------------------------------------------
     def inference(self) -> contextlib.AbstractContextManager:
@@ -158,9 +134,9 @@ class SRPipeline:
     def _on_device(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=torch.float32)
 
-    def noise(self, seeds: Sequence[int], origins: Optional[Sequence[tuple[int, int]]] = None) -> NoiseFn:
+    def noise(self, seeds: Sequence[int]) -> NoiseFn:
         """The pipeline's noise: position-keyed, one field per seed (see ``noise.field_noise``)."""
-        return field_noise(seeds, origins)
+        return field_noise(seeds)
 
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
@@ -175,19 +151,18 @@ class SRPipeline:
         options: Optional[SamplingOptions] = None,
         callback: ProgressFn = None,
         cond: Optional[Conditioned] = None,
-        origins: Optional[Sequence[tuple[int, int]]] = None,
         **fields: Any,
     ) -> torch.Tensor:
         """SR of a batch of equally sized LR tensors, one seed per batch element (untiled), as one
-        pass with ``options`` (strength None: 1, consistency None: ``default_consistency``).
-        ``origins`` places each element on its image's HR grid (tiles); default (0, 0)."""
+        pass with ``options`` (strength None: 1, consistency None: ``default_consistency``).  ``cond``
+        may be an encoded condition of ``x_lr`` (``condition``) or a tiled one (``TiledCondition``)."""
         opts = SamplingOptions.of(options, **fields)
         if opts.consistency is None:
             opts = opts.replace(consistency=self.default_consistency)
         self.model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         with self.inference():
             return super_resolve(
-                self.model, self.schedule, x_lr, out_size, self.noise(seeds, origins), opts, callback,
+                self.model, self.schedule, x_lr, out_size, self.noise(seeds), opts, callback,
                 cond=cond or self.condition(x_lr, out_size),
             )
 
@@ -277,17 +252,23 @@ class SRPipeline:
         out_dtype: type,
         callback: ProgressFn,
     ) -> np.ndarray:
-        """One pass over a whole image (1, 3, h, w) in tiles sized for this pass's scale."""
+        """One pass over a whole image (1, 3, h, w), in tiles sized for this pass's scale blended on
+        the full-size canvas at every step (``tiling.TiledCondition``) when the image needs them."""
         tile, batch = self.tile_settings(scale, tile, tile_batch)
         multiple = self.model.denoise_fn.size_multiple
 
-        def sr_batch(x, size, origins, step_callback):
-            cond = align_to_grid(self.condition(x, size), origins, multiple)
-            return self.sr_tensor(x, size, [seed] * x.shape[0], options, step_callback, cond, origins)
+        def sr_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            tiles = plan_tiles(tuple(x.shape[-2:]), size, max(tile, 2 * multiple) if tile else 0)
+            cond = None
+            if len(tiles) > 1:
+                with self.inference():
+                    cond = TiledCondition(
+                        x, upsample_lr(x, size, self.lr_upsample), self.config.res_rescale, tiles, batch,
+                        lambda crops, hr_size, origins: align_to_grid(self.condition(crops, hr_size), origins, multiple),
+                    )
+            return self.sr_tensor(x, size, [seed], options, callback, cond)
 
-        return tiled_upscale(
-            sr_batch, x_lr, out_size, tile, batch_size=batch, min_size=2 * multiple, out_dtype=out_dtype, callback=callback,
-        )
+        return padded_upscale(sr_image, x_lr, out_size, min_size=2 * multiple, out_dtype=out_dtype)
 
     def upscale(
         self,

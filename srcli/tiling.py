@@ -1,11 +1,10 @@
-"""Tiled super-resolution: bounded memory for any image size, without visible seams.
+"""Tiled super-resolution: bounded network memory for any image size, without seams.
 
-An LR image is cut into overlapping tiles whose HR footprints cover the output; each batch of
-equally sized tiles is encoded once and runs the whole reverse process; the HR tiles are blended
-with Hann cross-fades over each overlap.  The weights of neighbouring tiles sum to exactly one, and
-the blending happens row band by row band, so beyond the model's activations for one batch of tiles
-only the output array and one band of accumulators are held.
-
+An LR image is cut into overlapping tiles whose HR footprints cover the output (``plan_tiles``:
+balanced tiles, starts on the exact scale grid where possible).  Each tile's crop is encoded once;
+the reverse process runs on one full-size canvas, and at every step the noise predictor runs tile
+by tile and the overlapping predictions are averaged with Hann windows (``TiledCondition``), so the
+network's activations are those of one batch of tiles while the whole image is sampled as one.
 Tiles and whole images agree because their randomness is a property of the HR grid, not of the
 tensor being sampled (``noise.field_noise``): switching tiling on or off (or changing the tile size
 or batch) changes only what the network sees near tile borders, never the noise.
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .diffusion import EpsFn, StepCallback
-from .engine import Conditioned
+from .diffusion import EpsFn
+from .engine import Conditioned, from_residual, to_residual
 from .errors import UsageError, is_int
 from .nets import ModelConfig
 from .ops import tensor_to_array
@@ -195,85 +194,106 @@ def auto_tile(config: ModelConfig, scale: float, batch: int, budget: int, elemen
     return max(64, min(2048, side))
 
 
-# -- running and blending ----------------------------------------------------------------------------
-
-# sr_batch(lr_tiles (B, 3, h, w), hr_size, hr_origins, step_callback) -> (B, 3, H, W) in [-1, 1]
-SRBatchFn = Callable[[torch.Tensor, tuple[int, int], list[tuple[int, int]], StepCallback], torch.Tensor]
+# -- sampling on the canvas --------------------------------------------------------------------------
 
 
-class _BandBlender:
-    """Accumulates weighted tiles for the rows not yet final and writes finished rows out."""
+class TiledCondition:
+    """A whole image's condition made of tile conditions, for sampling on one full-size canvas.
 
-    def __init__(self, out: np.ndarray):
-        self.out = out
-        self.base = 0  # first HR row held in the accumulators
-        width = out.shape[1]
-        self.acc = torch.zeros(3, 0, width)
-        self.wsum = torch.zeros(0, width)
+    Every tile's LR crop is encoded once (batches of ``batch_size`` tiles, each on the U-Net's
+    global grid: ``align_to_grid``).  The reverse process then runs on the full-size x_t: at every
+    step ``eps_fn`` evaluates the noise predictor tile by tile on its window of the canvas and
+    averages the predictions where tiles overlap, weighted by the tiles' Hann windows (which sum to
+    one), so neighbouring tiles see the same x_t at every step and the x0-hat they imply agree
+    (MultiDiffusion's fusion of the per-window predictions).  up(x_L) is the whole image's
+    (``x_up``), so the residual space, the start image of a strength < 1 and back-projection are
+    the untiled run's; only what the network sees near tile borders differs.
 
-    def add(self, tile: Tile, sr: torch.Tensor) -> None:
-        y0, y1 = tile.y.hr0 - self.base, tile.y.hr1 - self.base
-        if y1 > self.acc.shape[1]:
-            grow = y1 - self.acc.shape[1]
-            self.acc = torch.cat([self.acc, torch.zeros(3, grow, self.acc.shape[2])], 1)
-            self.wsum = torch.cat([self.wsum, torch.zeros(grow, self.wsum.shape[1])], 0)
-        w = tile.y.weights()[:, None] * tile.x.weights()[None, :]
-        self.acc[:, y0:y1, tile.x.hr0 : tile.x.hr1] += sr.float().cpu() * w
-        self.wsum[y0:y1, tile.x.hr0 : tile.x.hr1] += w
+    Memory: besides one batch of tiles' activations, the canvas holds the projected condition of
+    every tile (``unet_dim`` channels per HR pixel of tile area, in the networks' dtype: 128 bytes
+    per output pixel for the shipped c=32 model in fp32, times the overlap, ~1.3-1.6) and a handful
+    of full-size float32 RGB tensors (x_t, the blended prediction, x0-hat, the mean, the noise:
+    ~12 bytes each), about 250 bytes per output pixel in all: ~1 GB for a 4 MP output.
+    """
 
-    def flush(self, row: int) -> None:
-        """Rows above ``row`` will get no more tiles: normalise and write them."""
-        n = row - self.base
-        if n <= 0:
-            return
-        blended = self.acc[:, :n] / self.wsum[:n].clamp_min(1e-12)
-        self.out[self.base : row] = tensor_to_array(blended, self.out.dtype)
-        self.acc, self.wsum, self.base = self.acc[:, n:], self.wsum[n:], row
+    def __init__(
+        self,
+        x_lr: torch.Tensor,
+        x_up: torch.Tensor,
+        rescale: float,
+        tiles: Sequence[Tile],
+        batch_size: int,
+        condition: Callable[[torch.Tensor, tuple[int, int], list[tuple[int, int]]], Conditioned],
+    ):
+        self.x_lr, self.x_up, self.rescale = x_lr.float(), x_up.float(), rescale
+        self.batches: list[tuple[list[Tile], Conditioned, torch.Tensor]] = []
+        self.wsum = torch.zeros(x_up.shape[-2:], device=x_up.device)
+        for i in range(0, len(tiles), max(1, batch_size)):
+            group = list(tiles[i : i + max(1, batch_size)])
+            crops = torch.cat([self.x_lr[..., t.y.lr0 : t.y.lr1, t.x.lr0 : t.x.lr1] for t in group])
+            size = (group[0].y.hr1 - group[0].y.hr0, group[0].x.hr1 - group[0].x.hr0)
+            cond = condition(crops, size, [(t.y.hr0, t.x.hr0) for t in group])
+            windows = torch.stack([(t.y.weights()[:, None] * t.x.weights()[None, :]) for t in group]).to(x_up.device)
+            for t, w in zip(group, windows):
+                self.wsum[t.y.hr0 : t.y.hr1, t.x.hr0 : t.x.hr1] += w
+            self.batches.append((group, cond, windows[:, None]))
+        self.wsum.clamp_(min=1e-12)
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return tuple(self.x_up.shape[-2:])
+
+    def _blend(self, predict: Callable[[list[Tile], Conditioned], torch.Tensor]) -> torch.Tensor:
+        """The window-weighted mean over tiles of ``predict(tiles, cond)`` ((n, 3, h, w) per batch)."""
+        out = torch.zeros_like(self.x_up)
+        for group, cond, windows in self.batches:
+            weighted = predict(group, cond).float() * windows
+            for t, part in zip(group, weighted):
+                out[0, :, t.y.hr0 : t.y.hr1, t.x.hr0 : t.x.hr1] += part
+        return out / self.wsum
+
+    def eps_fn(self) -> EpsFn:
+        fns = {id(cond): cond.eps_fn() for _, cond, _ in self.batches}
+
+        def eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            def predict(group: list[Tile], cond: Conditioned) -> torch.Tensor:
+                crops = torch.cat([x_t[..., g.y.hr0 : g.y.hr1, g.x.hr0 : g.x.hr1] for g in group])
+                return fns[id(cond)](crops, t[:1].expand(len(group)))
+
+            return self._blend(predict)
+
+        return eps
+
+    def start_residual(self, init: str) -> torch.Tensor:
+        """As ``Conditioned.start_residual``: the tiles' encoder outputs blended, against the whole up(x_L)."""
+        if init == "bicubic":
+            return torch.zeros_like(self.x_up)
+        image = self._blend(lambda group, cond: cond.model.rrdb.head(cond.trunk, cond.x_lr, cond.out_size))
+        return self.to_residual(image)
+
+    def to_residual(self, x_hr: torch.Tensor) -> torch.Tensor:
+        return to_residual(x_hr, self.x_up, self.rescale)
+
+    def to_image(self, x_r: torch.Tensor) -> torch.Tensor:
+        return from_residual(x_r, self.x_up, self.rescale)
 
 
-def tiled_upscale(
-    sr_batch: SRBatchFn,
+def padded_upscale(
+    sr_image: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor],
     x_lr: torch.Tensor,
     out_size: tuple[int, int],
-    tile: int = 0,
-    overlap: Optional[int] = None,
-    batch_size: int = 1,
     min_size: int = 1,
     out_dtype: type = np.uint8,
-    callback: StepCallback = None,
 ) -> np.ndarray:
-    """SR of one LR image (1, 3, h, w) to an (H, W, 3) array of ``out_dtype``, in HR tiles of side
-    ``tile`` (0: one piece) run ``batch_size`` at a time.  ``min_size`` is the smallest HR side the
-    network accepts; smaller images are edge-padded and cropped back.  ``callback(done, total)``
-    counts reverse steps over all batches."""
+    """``sr_image(x_lr, out_size)`` ((1, 3, H, W) in [-1, 1]) as an (H, W, 3) array of ``out_dtype``.
+    ``min_size`` is the smallest HR side the network accepts; smaller images are edge-padded at the
+    bottom/right (so HR pixel (y, x) keeps its place, and its noise) and cropped back."""
     h, w = x_lr.shape[-2:]
     big_h, big_w = out_size
-    if big_h < min_size or big_w < min_size:
-        # pad at the bottom/right so HR pixel (y, x) keeps its place (and its noise)
-        pad_h = max(h, math.ceil(min_size * h / big_h)) - h
-        pad_w = max(w, math.ceil(min_size * w / big_w)) - w
-        padded = F.pad(x_lr.float(), (0, pad_w, 0, pad_h), mode="replicate").to(x_lr.dtype)
-        size = (max(big_h, round((h + pad_h) * big_h / h)), max(big_w, round((w + pad_w) * big_w / w)))
-        out = tiled_upscale(sr_batch, padded, size, tile, overlap, batch_size, min_size, out_dtype, callback)
-        return np.ascontiguousarray(out[:big_h, :big_w])
-    tiles = plan_tiles((h, w), out_size, max(tile, min_size) if tile else 0, overlap)
-    batches = [tiles[i : i + max(1, batch_size)] for i in range(0, len(tiles), max(1, batch_size))]
-
-    def progress(b: int) -> StepCallback:
-        if callback is None:
-            return None
-        return lambda done, total: callback(b * total + done, len(batches) * total)
-
-    if len(tiles) == 1:  # untiled: no blending buffers
-        return tensor_to_array(sr_batch(x_lr, out_size, [(0, 0)], progress(0)), out_dtype)
-    out = np.empty((big_h, big_w, 3), dtype=out_dtype)
-    blender = _BandBlender(out)
-    for b, batch in enumerate(batches):
-        crops = torch.cat([x_lr[..., t.y.lr0 : t.y.lr1, t.x.lr0 : t.x.lr1] for t in batch])
-        size = (batch[0].y.hr1 - batch[0].y.hr0, batch[0].x.hr1 - batch[0].x.hr0)
-        sr = sr_batch(crops, size, [(t.y.hr0, t.x.hr0) for t in batch], progress(b))
-        for t, tile_sr in zip(batch, sr):
-            blender.flush(t.y.hr0)  # tiles come row by row: rows above this one are final
-            blender.add(t, tile_sr)
-    blender.flush(big_h)
-    return out
+    if big_h >= min_size and big_w >= min_size:
+        return tensor_to_array(sr_image(x_lr, out_size), out_dtype)
+    pad_h = max(h, math.ceil(min_size * h / big_h)) - h
+    pad_w = max(w, math.ceil(min_size * w / big_w)) - w
+    padded = F.pad(x_lr.float(), (0, pad_w, 0, pad_h), mode="replicate").to(x_lr.dtype)
+    size = (max(big_h, round((h + pad_h) * big_h / h)), max(big_w, round((w + pad_w) * big_w / w)))
+    return np.ascontiguousarray(padded_upscale(sr_image, padded, size, min_size, out_dtype)[:big_h, :big_w])
