@@ -8,9 +8,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -21,11 +20,10 @@ from ..cascade import CascadePass, stage_seed
 from ..errors import UsageError
 from ..fsutil import write_problem
 from ..pipeline import SRPipeline
-from .options import SEED_MAX, ThreadsOpt  # noqa: F401 - srcli/cli/train.py takes them from here
+from .options import SEED_MAX, ThreadsOpt, apply_threads  # noqa: F401 - srcli/cli/train.py takes them from here
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for death by Ctrl-C (128 + SIGINT)
-T = TypeVar("T")
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -99,15 +97,6 @@ def note(message: Optional[str]) -> None:
     """One informational line on stderr (nothing for None)."""
     if message:
         err_console.print(f"[cyan]note:[/] {plain(message)}", markup=True, soft_wrap=True, highlight=False)
-
-
-def apply_threads(threads: Optional[int]) -> None:
-    """``--threads N``: the CPU threads PyTorch computes with (None: its default)."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise UsageError(f"--threads must be a positive integer, got {threads}")
-    torch.set_num_threads(threads)
 
 
 SIGNIFICANT_DIGITS = 6  # enough for any measured number; hides float noise such as 0.30000000000000004

@@ -15,14 +15,13 @@ from ..data import DEGRADATIONS
 from ..evaluate import BASELINES, DEFAULT_BASELINES, SRCLI, EvalReport, Scores, check_baselines, check_save_dir, evaluate_folder
 from ..cascade import check_scale
 from ..options import SamplingOptions
-from ..pipeline import SRPipeline
 from ..tiling import check_tile
 from .app import app
 from .common import (
-    EXIT_OK, EXIT_SOME_FAILED, LogProgress, apply_threads, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings,
+    EXIT_OK, EXIT_SOME_FAILED, LogProgress, emit_json, err_console, error, fail, note, plain, progress_bar, reflow, run_settings,
     usage_errors, warn,
 )
-from .options import SEED_MAX, DeviceOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
+from .options import SEED_MAX, ModelSource, SeedOpt, clamp_steps, model_options, sampling_options
 
 HELP = reflow(f"""Measure srcli against bicubic and Lanczos on a folder of HR images.
 
@@ -92,11 +91,10 @@ def render_table(report: EvalReport) -> Table:
 
 @app.command("eval", help=HELP)
 @sampling_options()
+@model_options
 def eval_command(
     hr_dir: Annotated[Path, typer.Argument(help="Folder of HR images (searched recursively).", show_default=False)],
     scale: Annotated[float, typer.Option("--scale", "-s", help="Upscaling factor from 1.5 to 8; fractional scales work, beyond the model's range a cascade.")] = 4.0,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
     options: SamplingOptions = SamplingOptions(),
     samples: Annotated[int, typer.Option("--samples", "-k", help="srcli samples per image; K > 1 also reports the diversity sigma.")] = 1,
     baselines: Annotated[str, typer.Option("--baselines", help=f"Comma-separated, from {', '.join(BASELINES)}; empty for none.")] = ",".join(DEFAULT_BASELINES),
@@ -107,12 +105,9 @@ def eval_command(
     seed: SeedOpt = 0,
     degradation: Annotated[str, typer.Option("--degradation", help="How the LR inputs are made: bicubic (the clean protocol) or real (blur, resize, noise, JPEG: srcli.degrade; scored against the clean HR, with a JPEG block-grid measure).")] = "bicubic",
     degradation_seed: Annotated[int, typer.Option("--degradation-seed", min=0, max=SEED_MAX, help="Seed of the real-world degradation (with each image's name).")] = 0,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
+    source: ModelSource = ModelSource(),
 ) -> None:
     with usage_errors():
-        apply_threads(threads)
         scale = check_scale(scale)
         if not hr_dir.is_dir():
             fail(f"{hr_dir}: not a folder")
@@ -129,7 +124,7 @@ def eval_command(
         names = check_baselines(baselines.split(","))
         if degradation not in DEGRADATIONS:
             fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
+        pipe = source.load()
         options = clamp_steps(options, pipe.schedule.T, warn)
         passes = pipe.passes(scale, options)
         note(pipe.plan_note(scale, passes))

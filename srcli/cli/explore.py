@@ -20,10 +20,10 @@ from ..options import SamplingOptions, check_seed
 from ..pipeline import SRPipeline
 from .app import app
 from .common import (
-    EXIT_SOME_FAILED, EXIT_USAGE, LogProgress, apply_threads, check_writable, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors,
+    EXIT_SOME_FAILED, EXIT_USAGE, LogProgress, check_writable, emit_json, fail, note, progress_bar, protect_inputs, reflow, run_settings, usage_errors,
     warn,
 )
-from .options import SEED_MAX, STRENGTH_HELP, DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
+from .options import SEED_MAX, STRENGTH_HELP, JsonOpt, ModelSource, SeedOpt, clamp_steps, model_options, sampling_options
 
 InputArg = Annotated[Path, typer.Argument(help="The LR input image.", show_default=False)]
 SCALE_DEFAULT = "Default: the model's scale (a fixed-scale checkpoint's own, else the top of its training range: 4 for the shipped model)."
@@ -80,11 +80,10 @@ def write_output(path: Path, image: np.ndarray) -> None:
         fail(str(exc), EXIT_SOME_FAILED)
 
 
-def check_common(scale: Optional[float], threads: Optional[int]) -> None:
+def check_common(scale: Optional[float]) -> None:
     """What can be checked before the weights load (T and the default scale come with them)."""
-    with usage_errors():
-        apply_threads(threads)
-        if scale is not None:
+    if scale is not None:
+        with usage_errors():
             check_scale(scale)
 
 
@@ -142,14 +141,13 @@ def decode_settings(pipe: SRPipeline, t: int, options: SamplingOptions, seed: in
 
 
 def load_pipeline(
-    weights: Optional[str], model: Optional[str], device: str, precision: str, options: SamplingOptions, scale: Optional[float],
-    cascade: bool = False,
+    source: ModelSource, options: SamplingOptions, scale: Optional[float], cascade: bool = False,
 ) -> tuple[SRPipeline, SamplingOptions, float]:
     """The pipeline, the options it will run (at most T steps) and the scale (the model's default
     when None), with a warning for a scale the model was not trained on, or with ``cascade`` (a
     command that runs ``SRPipeline.passes``) a note on how the scale runs."""
     with usage_errors():
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
+        pipe = source.load()
         scale = check_scale(explore.default_scale(pipe) if scale is None else scale)
         options = clamp_steps(options, pipe.schedule.T, warn)
         if cascade:
@@ -170,6 +168,7 @@ def say(message: str) -> None:
     defaults={"strength": DIVERSE_STRENGTH},
     helps={"strength": STRENGTH_HELP + " Default: 1 here (the full sampler), not upscale's per-scale value."},
 )
+@model_options
 def sample_diverse_command(
     input: InputArg,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples (one batch).")] = 8,
@@ -177,14 +176,10 @@ def sample_diverse_command(
     options: SamplingOptions = SamplingOptions(),
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="First seed; the samples use seeds S .. S+N-1.")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_samples/).")] = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
+    source: ModelSource = ModelSource(),
     json_out: JsonOpt = False,
 ) -> None:
-    check_common(scale, threads)
+    check_common(scale)
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
     if seed + n - 1 > SEED_MAX:
@@ -196,7 +191,7 @@ def sample_diverse_command(
     sheet_path, sigma_path = out_dir / f"{stem}_sheet.png", out_dir / f"{stem}_sigma.png"
     protect_inputs([*paths.values(), sheet_path, sigma_path], [input])
     check_writable([*paths.values(), sheet_path, sigma_path])
-    pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale, cascade=True)
+    pipe, options, scale = load_pipeline(source, options, scale, cascade=True)
 
     log, started = LogProgress(1), time.perf_counter()
     log.start(str(input))
@@ -228,6 +223,7 @@ app.command("sample", help=reflow(SAMPLE_HELP), hidden=True)(sample_diverse_comm
 
 @app.command("interpolate", help=reflow(INTERP_HELP))
 @sampling_options(*DECODE_FLAGS, "consistency")
+@model_options
 def interpolate_command(
     input: InputArg,
     t: Annotated[int, typer.Option("--t", help="Diffusion step t in [0, T] both predictions are diffused to.")] = 50,
@@ -238,14 +234,10 @@ def interpolate_command(
     options: SamplingOptions = SamplingOptions(),
     seed: SeedOpt = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-o", help="Output folder (default NAME_interp/).")] = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
+    source: ModelSource = ModelSource(),
     json_out: JsonOpt = False,
 ) -> None:
-    check_common(scale, threads)
+    check_common(scale)
     if t < 0:
         fail(f"t must be in [0, T] (the model's T), got {t}")
     with usage_errors():
@@ -272,7 +264,7 @@ def interpolate_command(
     strip_path = out_dir / f"{input.stem}_strip.png"
     protect_inputs([*paths, strip_path], [input, *(pair or ())])
     check_writable([*paths, strip_path])
-    pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale)
+    pipe, options, scale = load_pipeline(source, options, scale)
 
     log, started = LogProgress(1), time.perf_counter()
     log.start(str(input))

@@ -16,7 +16,7 @@ from .common import LogProgress, check_writable, emit_json, fail, progress_bar, 
 from .explore import (
     DECODE_FLAGS, SCALE_DEFAULT, check_common, computing, decode_settings, load_input, load_pipeline, json_record, say, stage_progress, write_output,
 )
-from .options import DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, sampling_options
+from .options import JsonOpt, ModelSource, SeedOpt, model_options, sampling_options
 
 FUSE_HELP = """Content fusion (SRDiff Algorithm 3): blend a region of EYES into FACE.
 
@@ -46,6 +46,7 @@ def _parse_box(text: str) -> tuple[int, int, int, int]:
 
 @app.command("fuse", help=reflow(FUSE_HELP))
 @sampling_options(*DECODE_FLAGS)
+@model_options
 def fuse_command(
     eyes: Annotated[Path, typer.Argument(help="The eye source (HR image).", show_default=False)],
     face: Annotated[Path, typer.Argument(help="The face source (HR image of the same size).", show_default=False)],
@@ -55,14 +56,10 @@ def fuse_command(
     options: SamplingOptions = SamplingOptions(),
     seed: SeedOpt = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
+    source: ModelSource = ModelSource(),
     json_out: JsonOpt = False,
 ) -> None:
-    check_common(scale, threads)
+    check_common(scale)
     ts = t or [50]
     if any(v < 0 for v in ts):
         fail(f"t must be in [0, T] (the model's T), got {min(ts)}")
@@ -82,7 +79,7 @@ def fuse_command(
     per_t = {v: out.with_name(f"{out.stem}_t{v}{out.suffix}") for v in ts} if len(ts) > 1 else {ts[0]: out}
     protect_inputs([out, *per_t.values()], [eyes, face])
     check_writable([out, *per_t.values()])
-    pipe, options, scale = load_pipeline(weights, model, device, precision, options, scale)
+    pipe, options, scale = load_pipeline(source, options, scale)
 
     log, started = LogProgress(1), time.perf_counter()
     log.start(str(face))

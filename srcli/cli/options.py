@@ -1,16 +1,23 @@
-"""The options every command shares, as Typer parameter types, and the sampling option set: one
-decorator adds --steps, --sampler, --eta, --temperature, --strength, --init and --consistency to a
-command and hands it one checked ``SamplingOptions`` instead."""
+"""The options the commands share, as Typer parameter types, and two option sets, each added to a
+command by one decorator that hands the command one checked object instead of the flags:
+``sampling_options`` (--steps, --sampler, --eta, --temperature, --strength, --init, --consistency
+-> ``SamplingOptions``) and ``model_options`` (--model, --weights, --device, --precision, --threads
+-> ``ModelSource``)."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Optional
 
+import torch
 import typer
 
+from ..device import resolve_device, resolve_precision
+from ..errors import UsageError
 from ..options import DEFAULT_SAMPLER, DEFAULT_STEPS, SEED_LIMIT, SamplingOptions
+from ..pipeline import SRPipeline
 
 WeightsOpt = Annotated[
     Optional[str],
@@ -61,40 +68,91 @@ SAMPLING_PARAMS: dict[str, tuple[Any, Any, Any]] = {
 }
 
 
-def sampling_options(*names: str, defaults: Optional[dict[str, Any]] = None, helps: Optional[dict[str, str]] = None) -> Callable:
-    """Give a Typer command the sampling flags ``names`` (all of ``SAMPLING_PARAMS`` when none are
-    named) with optional other ``defaults`` and ``helps``; the command receives them as one
-    ``options: SamplingOptions``, checked before the command body runs (one ``error:`` line and
-    exit code 2 when a value is bad)."""
-    names = names or tuple(SAMPLING_PARAMS)
-    defaults, helps = defaults or {}, helps or {}
+def _option_set(params: dict[str, tuple[Any, Any, Any]], build: Callable[..., Any], into: str, before: tuple[str, ...] = ()) -> Callable:
+    """A decorator that gives a Typer command the flags ``params`` (name -> (type, option,
+    default)), inserted before the first of its parameters named in ``before`` (else at the end),
+    and calls it with ``into=build(**those flags)`` instead of them; a ``UsageError`` from
+    ``build`` is one ``error:`` line and exit code 2, before the command body runs."""
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values() if p.name != "options"]
-        added = []
-        for name in names:
-            kind, option, default = SAMPLING_PARAMS[name]
-            if name in helps:
-                option = typer.Option(*option.param_decls, help=helps[name], show_default=option.show_default)
-            added.append(inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(name, default), annotation=Annotated[kind, option],
-            ))
-        # the sampling flags go after the inputs and the size options, before model and device
-        at = next((i for i, p in enumerate(own) if p.name in ("model", "weights")), len(own))
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values() if p.name != into]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
+            for name, (kind, option, default) in params.items()
+        ]
+        at = next((i for i, p in enumerate(own) if p.name in before), len(own))
 
         @functools.wraps(command)
         def run(**values: Any) -> Any:
             from .common import usage_errors  # (common imports this module)
 
             with usage_errors():
-                options = SamplingOptions(**{name: values.pop(name) for name in names})
-            return command(options=options, **values)
+                made = build(**{name: values.pop(name) for name in params})
+            return command(**{into: made}, **values)
 
         run.__signature__ = signature.replace(parameters=[*own[:at], *added, *own[at:]])
         return run
 
     return decorate
+
+
+def sampling_options(*names: str, defaults: Optional[dict[str, Any]] = None, helps: Optional[dict[str, str]] = None) -> Callable:
+    """Give a Typer command the sampling flags ``names`` (all of ``SAMPLING_PARAMS`` when none are
+    named), with other ``defaults`` and ``helps`` where given, placed before its model flags; the
+    command receives them as one ``options: SamplingOptions``."""
+    params = {}
+    for name in names or tuple(SAMPLING_PARAMS):
+        kind, option, default = SAMPLING_PARAMS[name]
+        if name in (helps or {}):
+            option = typer.Option(*option.param_decls, help=helps[name], show_default=option.show_default)
+        params[name] = (kind, option, (defaults or {}).get(name, default))
+    return _option_set(params, SamplingOptions, "options", before=("model", "weights", "source"))
+
+
+def apply_threads(threads: Optional[int]) -> None:
+    """``--threads N``: the CPU threads PyTorch computes with (None: its default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {threads}")
+    torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which checkpoint a command loads and where it runs: --model / --weights, --device,
+    --precision; checked when made (--threads is applied then too), loaded by ``load``."""
+
+    model: Optional[str] = None
+    weights: Optional[str] = None
+    device: str = "auto"
+    precision: str = "auto"
+    threads: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.weights is not None:
+            raise UsageError("--model and --weights are alternatives: give one of them")
+        resolve_precision(self.precision, resolve_device(self.device))
+        apply_threads(self.threads)
+
+    def load(self) -> SRPipeline:
+        return SRPipeline.from_pretrained(self.weights, device=self.device, precision=self.precision, model=self.model)
+
+
+MODEL_PARAMS: dict[str, tuple[Any, Any, Any]] = {
+    name: (typing.__args__[0], typing.__metadata__[0], default)
+    for name, typing, default in (
+        ("model", ModelOpt, None), ("weights", WeightsOpt, None), ("device", DeviceOpt, "auto"), ("precision", PrecisionOpt, "auto"),
+        ("threads", ThreadsOpt, None),
+    )
+}
+
+
+def model_options(command: Callable) -> Callable:
+    """Give a Typer command --model, --weights, --device, --precision and --threads (before its
+    --json, else at the end); it receives them as one ``source: ModelSource``."""
+    return _option_set(MODEL_PARAMS, ModelSource, "source", before=("json_out", "json_output"))(command)
 
 
 def clamp_steps(options: SamplingOptions, T: int, warn: Callable[[str], None]) -> SamplingOptions:

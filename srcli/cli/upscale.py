@@ -11,7 +11,6 @@ import typer
 
 from ..fsutil import remove_stale_temps
 from ..cascade import DEFAULT_STRENGTH, image_seed
-from ..device import resolve_device, resolve_precision
 from ..errors import UsageError
 from ..imageio import INPUT_SUFFIXES, QUALITY, ImageReadError, ImageWriteError, is_complete_image, output_format, read_image, read_note, write_image
 from ..ops import scaled_size
@@ -21,11 +20,11 @@ from ..provenance import file_digest, fingerprint, make_note, note_fingerprint
 from ..tiling import check_tile, check_tile_batch
 from .app import app
 from .common import (
-    EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted, LogProgress, apply_threads, emit_json, err_console, error, note, plain, progress_bar,
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted, LogProgress, emit_json, err_console, error, note, plain, progress_bar,
     protect_inputs, reflow, run_settings, usage_errors, warn,
 )
 from .inputs import PIXEL_LIMIT_ENV, apply_pixel_limit, expand_inputs, parse_shard, take_shard
-from .options import DeviceOpt, JsonOpt, ModelOpt, PrecisionOpt, SeedOpt, ThreadsOpt, WeightsOpt, clamp_steps, sampling_options
+from .options import JsonOpt, ModelSource, SeedOpt, clamp_steps, model_options, sampling_options
 from .outputs import _LOSSY, Target, check_collisions, check_format, check_overwrites, check_quality, plan_outputs, split_earlier_outputs
 
 _DEFAULTS = ", ".join(f"{f:g} at {s:g}x" for s, f in sorted(DEFAULT_STRENGTH["encoder"].items()))
@@ -69,8 +68,10 @@ and a rerun or another shard gives an image the same result.  --same-noise uses 
 for every image.
 
 Large images run in overlapping tiles (--tile, largest HR tile side in px; default: the largest
-that fits a memory budget) blended without seams; the noise is tied to HR pixel positions, so the
-tile size does not change the result beyond tiny differences at tile borders.  Inputs above
+that fits a memory budget): the whole image is sampled as one, and at every step the network runs
+tile by tile and the tiles' predictions are blended where they overlap, so there are no seams and
+the tile size changes the result only by tiny differences near tile borders.  The network's memory
+is that of one batch of tiles; the image itself costs about 250 bytes per output pixel.  Inputs above
 Pillow's decompression-bomb limit are refused; set {PIXEL_LIMIT_ENV} to change it.
 
 Examples:
@@ -121,6 +122,7 @@ class Job:
 
 @app.command("upscale", help=HELP, no_args_is_help=True)
 @sampling_options()
+@model_options
 def upscale_command(
     inputs: Annotated[
         list[str], typer.Argument(metavar="INPUT...", help="Image files, directories or quoted glob patterns.", show_default=False)
@@ -143,11 +145,7 @@ def upscale_command(
     same_noise: Annotated[
         bool, typer.Option("--same-noise", help="Use --seed as it is for every image (one noise field for the whole batch) instead of mixing in each image's name.")
     ] = False,
-    weights: WeightsOpt = None,
-    model: ModelOpt = None,
-    device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
-    threads: ThreadsOpt = None,
+    source: ModelSource = ModelSource(),
     tile: Annotated[
         Optional[int], typer.Option("--tile", help="Largest HR tile side in px (0 = no tiling). Default: auto from a memory budget.")
     ] = None,
@@ -165,8 +163,6 @@ def upscale_command(
         check_quality(quality)
         check_tile(tile)
         check_tile_batch(tile_batch)
-        resolve_precision(precision, resolve_device(device))
-        apply_threads(threads)
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
         found, unmatched, names = expand_inputs(inputs, INPUT_SUFFIXES)
@@ -178,7 +174,7 @@ def upscale_command(
     items = take_shard(list(zip(found, outputs)), shard_spec)
 
     with usage_errors():
-        pipe = SRPipeline.from_pretrained(weights, device=device, precision=precision, model=model)
+        pipe = source.load()
         options = clamp_steps(options, pipe.schedule.T, warn)
         if target.scale is not None:  # a fixed-scale checkpoint refuses other scales here, before any image
             note(pipe.plan_note(target.scale, pipe.passes(target.scale, options)))
