@@ -211,9 +211,9 @@ class TiledCondition:
 
     Memory: besides one batch of tiles' activations, the canvas holds the projected condition of
     every tile (``unet_dim`` channels per HR pixel of tile area, in the networks' dtype: 128 bytes
-    per output pixel for the shipped c=32 model in fp32, times the overlap, ~1.3-1.6) and a handful
+    per output pixel for the shipped c=32 model in fp32, times the overlap, ~1.3-1.8) and a handful
     of full-size float32 RGB tensors (x_t, the blended prediction, x0-hat, the mean, the noise:
-    ~12 bytes each), about 250 bytes per output pixel in all: ~1 GB for a 4 MP output.
+    ~12 bytes each): measured ~450 bytes per output pixel in fp32 (docs/design.md, "Tiles").
     """
 
     def __init__(

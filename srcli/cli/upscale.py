@@ -71,7 +71,7 @@ Large images run in overlapping tiles (--tile, largest HR tile side in px; defau
 that fits a memory budget): the whole image is sampled as one, and at every step the network runs
 tile by tile and the tiles' predictions are blended where they overlap, so there are no seams and
 the tile size changes the result only by tiny differences near tile borders.  The network's memory
-is that of one batch of tiles; the image itself costs about 250 bytes per output pixel.  Inputs above
+is that of one batch of tiles; the image itself costs about 450 bytes per output pixel.  Inputs above
 Pillow's decompression-bomb limit are refused; set {PIXEL_LIMIT_ENV} to change it.
 
 Examples:
