@@ -45,7 +45,7 @@ from PIL import Image
 from torch import nn
 
 import _common as c
-from srcli.nets import RRDB
+from srcli.rrdb import RRDB
 
 NCNN_MAGIC = 7767517
 NCNN_FP16_TAG = 0x01306B47  # the 4-byte tag before fp16 weight data in an ncnn .bin
@@ -59,7 +59,7 @@ MODEL_FILES = ("realesrgan-x4plus.param", "realesrgan-x4plus.bin")
 
 class RRDBNetX4(nn.Module):
     """Real-ESRGAN x4plus's generator (ESRGAN's RRDBNet at 4x); the dense blocks are srcli's own
-    ``nets.RRDB``, which is the same block."""
+    ``srcli.rrdb.RRDB``, which is the same block."""
 
     def __init__(self, nf: int = 64, gc: int = 32, blocks: int = 23):
         super().__init__()

@@ -1,5 +1,5 @@
 """The image border: smooth ramps upscaled by the shipped model stay as close to bicubic at the
-edges as inside (the U-Net runs with a mirrored margin, ``nets.DEFAULT_UNET_MARGIN``)."""
+edges as inside (the U-Net runs with a mirrored margin, ``unet.DEFAULT_UNET_MARGIN``)."""
 
 from __future__ import annotations
 
