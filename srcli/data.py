@@ -133,6 +133,10 @@ class PatchSampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
+    def set_rng(self, rng: np.random.Generator) -> None:
+        """Draw from ``rng`` from now on (the training stream gives every batch its own)."""
+        self.rng = rng
+
 
 # ------------------------------------------------------------------------------------------------
 # The data recipe: photographs from Debian wallpaper packages, with a fixed validation split.

@@ -111,12 +111,13 @@ def timestep_grid(t_start: int, steps: int) -> list[int]:
 def training_loss(
     eps_fn: EpsFn, schedule: NoiseSchedule, x_r: torch.Tensor, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:
-    """Algorithm 1, one step: t ~ U{1..T}, eps ~ N(0, I), x_t by Eq. 4, loss |eps - eps_theta(x_t, t)|_1."""
+    """Algorithm 1, one step: t ~ U{1..T}, eps ~ N(0, I), x_t by Eq. 4, loss |eps - eps_theta(x_t, t)|_1.
+    t and eps are drawn on ``x_r``'s device (``generator``, when given, must live there too)."""
     b = x_r.shape[0]
-    t = torch.randint(1, schedule.T + 1, (b,), generator=generator, device="cpu")
-    noise = torch.randn(x_r.shape, generator=generator, device="cpu").to(x_r)
+    t = torch.randint(1, schedule.T + 1, (b,), generator=generator, device=x_r.device)
+    noise = torch.randn(x_r.shape, generator=generator, device=x_r.device, dtype=x_r.dtype)
     x_t = schedule.q_sample(x_r, t, noise)
-    return (noise - eps_fn(x_t, (t - 1).to(x_r.device))).abs().mean()
+    return (noise - eps_fn(x_t, t - 1)).abs().mean()
 
 
 def start_step(schedule: NoiseSchedule, strength: float) -> int:

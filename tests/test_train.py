@@ -134,8 +134,9 @@ def test_cli_train_and_refuse_to_clobber(photo_dir, tmp_path):
 def test_ddp_two_cpu_processes(photo_dir, tmp_path):
     """torchrun with two gloo processes: both ranks train in step and end with identical weights."""
     out = tmp_path / "ddp.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone: torchrun picks a free port itself, so parallel test runs cannot collide
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "srcli", "train", "--data", str(photo_dir / "train"), "--out", str(out),
            "--state-dir", str(tmp_path / "s"), "--encoder-steps", "2", "--steps", "2", *TINY_FLAGS]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -261,3 +262,134 @@ def test_model_sizes_out_of_bounds_are_one_line(photo_dir, tmp_path):
     result = CliRunner().invoke(app, ["train", "--data", str(photo_dir / "train"), "--out", str(tmp_path / "w.safetensors"),
                                       "--unet-dim", "3"])
     assert result.exit_code == 2 and "bad model size" in result.output and "Traceback" not in result.output
+
+
+# -- the train package's parts: stream, state formats, distributed setup ---------------------------
+
+def test_resume_is_exact_half_and_half_with_loader_workers(photo_dir, tmp_path):
+    """N steps straight (patches made in-process) == N/2, resume, N/2 with two DataLoader workers:
+    batch k depends only on (seed, k), not on who makes it or when the run was cut."""
+    straight = Trainer(_config(photo_dir, tmp_path / "a", encoder_steps=2, steps=4), log=lambda m: None)
+    straight.run()
+    first = Trainer(_config(photo_dir, tmp_path / "b", encoder_steps=2, steps=1), log=lambda m: None)
+    first.run()
+    assert first.step == 3
+    second = Trainer(_config(photo_dir, tmp_path / "b", encoder_steps=2, steps=4, workers=2), log=lambda m: None)
+    assert "resumed exactly" in second.resume() and second.step == 3
+    second.run()
+    a, b = _weights(straight), _weights(second)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and a different seed gives a different run (the comparison above can fail)
+    other = Trainer(_config(photo_dir, tmp_path / "c", encoder_steps=2, steps=4, seed=6), log=lambda m: None)
+    other.run()
+    assert any(not torch.equal(a[k], v) for k, v in _weights(other).items())
+
+
+def test_batch_k_is_a_function_of_seed_and_k(photo_dir):
+    from srcli.data import PatchSampler
+    from srcli.train.stream import batches, step_generator
+
+    sampler = PatchSampler(photo_dir / "train", 24, (2.0, 4.0), log=lambda m: None)
+    from_zero = batches(sampler, 2, seed=3, rank=0, start=0)
+    seq = [next(from_zero) for _ in range(4)]
+    late = next(batches(sampler, 2, seed=3, rank=0, start=3))
+    assert torch.equal(late[0], seq[3][0]) and torch.equal(late[1], seq[3][1]) and late[2] == seq[3][2]
+    assert not torch.equal(seq[0][0], seq[1][0])
+    other_rank = next(batches(sampler, 2, seed=3, rank=1, start=3))
+    assert not torch.equal(other_rank[0], seq[3][0])
+    cpu = torch.device("cpu")
+    n1 = torch.randn(5, generator=step_generator(3, 0, 7, cpu))
+    assert torch.equal(n1, torch.randn(5, generator=step_generator(3, 0, 7, cpu)))
+    assert not torch.equal(n1, torch.randn(5, generator=step_generator(3, 0, 8, cpu)))
+
+
+def _legacy_state(trainer: Trainer, fmt: int) -> dict:
+    """A state as older srcli versions wrote it (format 1: numpy sampler RNGs; format 0: one step
+    count and a single optimizer)."""
+    import json
+
+    state = {
+        "step": trainer.step, "model": trainer.model.state_dict(), "ema": trainer.ema.shadow.state_dict(),
+        "rng_states": json.dumps([{"sampler": trainer.sampler.state(), "torch_gen": [0] * 16}]),
+        "torch_rng": torch.get_rng_state(), "config": json.dumps(trainer.cfg.to_dict()),
+    }
+    if fmt == 1:
+        state["done"] = json.dumps(trainer.done)
+        state["optimizers"] = {s: o.state_dict() for s, o in trainer.optimizers.items()}
+    else:
+        state["optimizer"], state["optimizer_stage"] = trainer.optimizer("diffusion").state_dict(), "diffusion"
+    return state
+
+
+@pytest.mark.parametrize("fmt", [0, 1])
+def test_older_state_formats_resume(photo_dir, tmp_path, fmt):
+    t = Trainer(_config(photo_dir, tmp_path, encoder_steps=2, steps=2), log=lambda m: None)
+    t.run()
+    state_path = Path(t.cfg.state_dir) / "state.pt"
+    torch.save(_legacy_state(t, fmt), state_path)
+    again = Trainer(_config(photo_dir, tmp_path, encoder_steps=2, steps=3), log=lambda m: None)
+    notes = []
+    again.log = notes.append
+    assert "at step 4" in again.resume()
+    assert again.done == {"encoder": 2, "diffusion": 2} and again.stage == "diffusion"
+    assert any("older srcli" in n for n in notes)
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[k], v), k
+    for k, v in t.ema.shadow.state_dict().items():
+        assert torch.equal(again.ema.shadow.state_dict()[k], v), k
+    moments = again.optimizer("diffusion").state_dict()["state"]
+    assert moments and torch.equal(moments[0]["exp_avg"], t.optimizer("diffusion").state_dict()["state"][0]["exp_avg"])
+    again.run()
+    assert again.done == {"encoder": 2, "diffusion": 3}
+
+
+def test_state_is_loaded_to_the_cpu_first(photo_dir, tmp_path, monkeypatch):
+    """Whatever device trains, the state is read with map_location="cpu": the torch RNG state must
+    stay a CPU ByteTensor for torch.set_rng_state, and the weights are copied to the device after."""
+    import srcli.train.state as state_mod
+
+    t = Trainer(_config(photo_dir, tmp_path, encoder_steps=1, steps=1), log=lambda m: None)
+    t.run()
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(state_mod.torch, "load", spy)
+    loaded = state_mod.read_state(Path(t.cfg.state_dir) / "state.pt")
+    assert calls == ["cpu"]
+    assert loaded.torch_rng.dtype == torch.uint8 and loaded.torch_rng.device.type == "cpu"
+    assert all(v.device.type == "cpu" for v in loaded.model.values())
+    torch.set_rng_state(loaded.torch_rng)  # accepted as it is
+
+
+def test_each_rank_gets_its_device_and_backend(monkeypatch):
+    from srcli.train import distributed as ddp
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert ddp.rank_device("cuda") == torch.device("cuda", 1)  # not every rank on cuda:0
+    assert ddp.rank_device("cpu") == torch.device("cpu")
+    assert ddp.backend_for(torch.device("cuda", 1)) == "nccl"
+    assert ddp.backend_for(torch.device("cpu")) == "gloo"  # even on a machine with CUDA
+    monkeypatch.delenv("RANK")
+    assert ddp.rank_device("cuda") == torch.device("cuda")  # one process: as given
+    assert ddp.should_check_stop(3)  # alone, every step
+
+
+def test_resume_flags_equal_to_the_runs_are_fine_and_session_flags_are_logged(photo_dir, tmp_path):
+    out, state = tmp_path / "w.safetensors", tmp_path / "state"
+    base = ["train", "--data", str(photo_dir / "train"), "--out", str(out), "--state-dir", str(state)]
+    runner = CliRunner()
+    assert runner.invoke(app, [*base, *TINY_FLAGS, "--encoder-steps", "1", "--steps", "1"]).exit_code == 0
+    # one architecture flag, equal to the run's: not compared with the defaults of the others
+    same = runner.invoke(app, [*base, "--resume", "--unet-dim", "8", "--steps", "2", "--threads", "1"])
+    assert same.exit_code == 0, same.output
+    assert "steps: 1 -> 2 (given on resume)" in same.output
+    assert "threads: 1 (this session only" in same.output
+    bad = runner.invoke(app, [*base, "--resume", "--patch", "32"])
+    assert bad.exit_code == 2 and "--patch 32 differs from the run's 24" in bad.output

@@ -19,6 +19,7 @@ from ..metrics import border_for
 from ..data import DEGRADATIONS
 from ..nets import ModelConfig
 from ..train import TrainConfig, Trainer, default_state_dir, merge_resumed, rank, saved_config, setup_distributed
+from ..train.distributed import teardown
 from .app import app
 from .common import EXIT_SOME_FAILED, EXIT_USAGE, SEED_MAX, ThreadsOpt, apply_threads, err_console, fail, progress_bar, reflow, usage_errors
 
@@ -45,10 +46,17 @@ Examples:
 
   srcli train --data data/train --val data/val --out weights/real.safetensors --degradation real --init-from weights/srcli-x2-4-c32.safetensors --encoder-steps 3000   # real-world fine-tune
 
-  torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP
+  torchrun --nproc_per_node 2 -m srcli train --data data/train --out w.safetensors   # DDP on CPUs
 
-Ctrl-C or SIGTERM saves the state at the end of the current step and exits with 130 or 143; a
-second one stops at once.
+  torchrun --standalone --nproc_per_node 4 -m srcli train --device cuda --workers 4 ...   # one GPU per process
+
+--resume restores the run's own config: a flag that defines the run (--scale, --patch, --seed,
+--degradation, the model sizes...) may not differ from it; the others (--steps, --lr, --ema-decay,
+--clean-fraction...) change it and each change is logged.  Batch k and its noise depend only on
+(--seed, rank, k), so a resumed run sees what it would have seen without the interruption.
+
+Ctrl-C or SIGTERM saves the state at the end of the current step (under torchrun within 10 steps)
+and exits with 130 or 143; a second one stops at once.
 """)
 
 
@@ -98,6 +106,7 @@ def _check_val_images(folder: Path, scale: float) -> None:
             fail(f"--val: {path} is {w}x{h}; validation at {scale:g}x needs at least {need}x{need} px")
 
 
+_ARCH_PARAMS = ("unet_dim", "unet_mults", "rrdb_blocks", "rrdb_nf", "rrdb_gc", "timesteps")
 # command-line parameters -> the TrainConfig field they set (model-architecture flags are compared
 # through the config's model; they cannot change on resume)
 _PARAM_FIELDS = {
@@ -105,15 +114,27 @@ _PARAM_FIELDS = {
     "batch": "batch", "patch": "patch", "lr": "lr", "lr_halve_every": "lr_halve_every",
     "encoder_lr_halve_every": "encoder_lr_halve_every", "ema_decay": "ema_decay", "grad_clip": "grad_clip",
     "schedule": "schedule", "seed": "seed", "save_every": "save_every", "val_every": "val_every",
-    "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction",
-    **dict.fromkeys(("unet_dim", "unet_mults", "rrdb_blocks", "rrdb_nf", "rrdb_gc", "timesteps"), "model"),
+    "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction", "workers": "workers",
+    **dict.fromkeys(_ARCH_PARAMS, "model"),
 }
+# flags of this session only (not part of the run's config): given on resume, they are logged
+_SESSION_PARAMS = ("max_minutes", "threads", "device")
 
 
-def _given_fields(ctx: typer.Context) -> set[str]:
-    """TrainConfig fields whose flags were given on this command line (not left at their default)."""
-    return {field for param, field in _PARAM_FIELDS.items()
-            if getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"}
+def _given(ctx: typer.Context, params) -> list[str]:
+    """The parameters among ``params`` given on this command line (not left at their default)."""
+    return [p for p in params if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"]
+
+
+def _given_on_resume(ctx: typer.Context, cfg: TrainConfig, saved: TrainConfig) -> dict:
+    """TrainConfig fields given on a resume's command line, with their values.  Architecture flags
+    change only their own fields of the saved model (the others are not compared to defaults)."""
+    fields = {_PARAM_FIELDS[p] for p in _given(ctx, _PARAM_FIELDS)}
+    given = {name: getattr(cfg, name) for name in fields - {"model"}}
+    if "model" in fields:
+        arch = {p: getattr(cfg.model, p) for p in _given(ctx, _ARCH_PARAMS)}
+        given["model"] = dataclasses.replace(saved.model, **arch)
+    return given
 
 
 @app.command("train", help=HELP)
@@ -122,18 +143,18 @@ def train_command(
     data: Annotated[Path, typer.Option("--data", help="Folder of HR training images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="The model file to write (safetensors, EMA weights, fp16).")],
     val: Annotated[Optional[Path], typer.Option("--val", help="Folder of HR validation images (fixed split).")] = None,
-    scale: Annotated[str, typer.Option("--scale", help="Training scale or range, e.g. 4 or 2-4 (one per batch).")] = "2-4",
+    scale: Annotated[str, typer.Option("--scale", help="Training scale or range, e.g. 4 or 2-4 (one per batch).")] = "{:g}-{:g}".format(*DEFAULTS.scales),
     encoder_steps: Annotated[int, typer.Option(help="Stage 1 steps (RRDB encoder, L1).")] = DEFAULTS.encoder_steps,
     steps: Annotated[int, typer.Option(help="Stage 2 steps (noise predictor, Algorithm 1).")] = DEFAULTS.steps,
     batch: Annotated[int, typer.Option(help="Patches per step (per process under torchrun).")] = DEFAULTS.batch,
     patch: Annotated[int, typer.Option(help="HR patch size in pixels.")] = DEFAULTS.patch,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DEFAULTS.lr,
     lr_halve_every: Annotated[int, typer.Option(help="Halve the learning rate every N steps of a stage.")] = DEFAULTS.lr_halve_every,
-    encoder_lr_halve_every: Annotated[Optional[int], typer.Option(help="Stage 1's own halving period (default: --lr-halve-every).")] = None,
+    encoder_lr_halve_every: Annotated[Optional[int], typer.Option(help="Stage 1's own halving period (default: --lr-halve-every).")] = DEFAULTS.encoder_lr_halve_every,
     ema_decay: Annotated[float, typer.Option(help="EMA decay of the noise predictor's weights.")] = DEFAULTS.ema_decay,
     grad_clip: Annotated[float, typer.Option(help="Gradient-norm clip.")] = DEFAULTS.grad_clip,
     unet_dim: Annotated[int, typer.Option(help="U-Net base width c (the paper: 64; measured best on CPUs: 32).")] = MODEL_DEFAULTS.unet_dim,
-    unet_mults: Annotated[str, typer.Option(help="U-Net channel multipliers.")] = "1,2,3,4",
+    unet_mults: Annotated[str, typer.Option(help="U-Net channel multipliers.")] = ",".join(map(str, MODEL_DEFAULTS.unet_mults)),
     rrdb_blocks: Annotated[int, typer.Option(help="RRDB blocks of the LR encoder.")] = MODEL_DEFAULTS.rrdb_blocks,
     rrdb_nf: Annotated[int, typer.Option(help="RRDB feature channels.")] = MODEL_DEFAULTS.rrdb_nf,
     rrdb_gc: Annotated[int, typer.Option(help="RRDB growth channels.")] = MODEL_DEFAULTS.rrdb_gc,
@@ -153,6 +174,7 @@ def train_command(
     init_from: Annotated[
         Optional[Path], typer.Option(help="Fine-tune: start a new run from all the weights (encoder and noise predictor) of this checkpoint, same architecture.")
     ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes making patches (0: in the training process). Batches do not depend on it.")] = DEFAULTS.workers,
     max_minutes: Annotated[Optional[float], typer.Option(help="Stop (with a checkpoint) after this wall time.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (DDP: one process per device).")] = "cpu",
     threads: ThreadsOpt = None,
@@ -211,6 +233,7 @@ def train_command(
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
         degradation=degradation, clean_fraction=clean_fraction, init_from=str(init_from) if init_from else None,
+        workers=workers,
     )
     changes: list[str] = []
     if resume:  # the run's own config wins; flags given now may only change how it goes on
@@ -221,7 +244,7 @@ def train_command(
         except (CheckpointError, KeyError, ValueError, OSError, RuntimeError) as exc:
             fail(f"--resume: cannot read the saved training config ({str(exc).splitlines()[0]})")
         if saved is not None:
-            given = {name: getattr(cfg, name) for name in _given_fields(ctx)}
+            given = _given_on_resume(ctx, cfg, saved)
             try:
                 cfg, changes = merge_resumed(dataclasses.replace(saved, out=cfg.out, state_dir=cfg.state_dir), given)
             except ValueError as exc:
@@ -230,14 +253,16 @@ def train_command(
         fail("--clean-fraction mixes clean patches into --degradation real; the bicubic protocol is all clean")
     with usage_errors():
         apply_threads(threads)
-    setup_distributed()
+    dev = setup_distributed(device)
     log = (lambda msg: err_console.print(msg, markup=False, highlight=False, soft_wrap=True)) if rank() == 0 else (lambda msg: None)
     try:
-        trainer = Trainer(cfg, log=log, device=device)
+        trainer = Trainer(cfg, log=log, device=dev)
         if resume:
             log(trainer.resume())
             for line in changes:
                 log(line)
+            for param in _given(ctx, _SESSION_PARAMS):
+                log(f"{param}: {ctx.params[param]} (this session only; not saved with the run)")
         elif init_from:
             log(trainer.load_weights(str(init_from)))
         else:
@@ -260,5 +285,6 @@ def train_command(
     err_console.print(f"rank {rank()} parameter checksum {trainer.parameter_checksum():.10e}", highlight=False)
     if rank() == 0:
         log(f"wrote {out} at step {trainer.step}")
+    teardown()
     if trainer.stop_requested:  # saved and stopped early: the shell's code for death by that signal
         raise typer.Exit(128 + signal.Signals[trainer.stop_requested].value)
