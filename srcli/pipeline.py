@@ -25,14 +25,15 @@ from .cascade import INTERMEDIATE_DTYPE, CascadePass, ChainedProgress, cascade_s
 from .checkpoint import load_checkpoint
 from .device import CPU_CHANNELS_LAST, resolve_device, resolve_precision
 from .diffusion import NoiseFn, NoiseSchedule
-from .engine import DEFAULT_LR_UPSAMPLE, LR_UPSAMPLERS, Conditioned, super_resolve, upsample_lr
+from .engine import DEFAULT_LR_UPSAMPLE, LR_UPSAMPLERS, Conditioned, super_resolve
 from .errors import UsageError
 from .imageio import ImageData, from_pil, resize_alpha, to_pil
 from .nets import DEFAULT_UNET_MARGIN, SRDiffModel
 from .noise import field_noise
 from .ops import array_to_tensor, quantize
 from .options import DEFAULT_CONSISTENCY, SamplingOptions, check_output_kind
-from .tiling import TiledCondition, align_to_grid, auto_tile, check_tile, check_tile_batch, memory_budget, padded_upscale, plan_tiles
+from .regions import canvas_budget, sample_pass
+from .tiling import auto_tile, check_tile, check_tile_batch, memory_budget
 from .weights import resolve_weights
 
 ProgressFn = Optional[Callable[[int, int], None]]
@@ -71,6 +72,7 @@ class SRPipeline:
         # the tile memory budget, read once: a per-image reading (free CUDA memory varies) would
         # give the images of one run different tile sizes and so slightly different results
         self._budget: Optional[int] = None
+        self._canvas_budget: Optional[int] = None
 
     @classmethod
     def from_pretrained(
@@ -134,9 +136,10 @@ class SRPipeline:
     def _on_device(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(device=self.device, dtype=torch.float32)
 
-    def noise(self, seeds: Sequence[int]) -> NoiseFn:
-        """The pipeline's noise: position-keyed, one field per seed (see ``noise.field_noise``)."""
-        return field_noise(seeds)
+    def noise(self, seeds: Sequence[int], origin: tuple[int, int] = (0, 0)) -> NoiseFn:
+        """The pipeline's noise: position-keyed, one field per seed, windows at HR ``origin``
+        (``noise.field_noise``)."""
+        return field_noise(seeds, [origin] * len(seeds))
 
     def condition(self, x_lr: torch.Tensor, out_size: tuple[int, int]) -> Conditioned:
         """Encode an LR batch once (the expensive part that never runs per step)."""
@@ -151,18 +154,20 @@ class SRPipeline:
         options: Optional[SamplingOptions] = None,
         callback: ProgressFn = None,
         cond: Optional[Conditioned] = None,
+        origin: tuple[int, int] = (0, 0),
         **fields: Any,
     ) -> torch.Tensor:
         """SR of a batch of equally sized LR tensors, one seed per batch element (untiled), as one
         pass with ``options`` (strength None: 1, consistency None: ``default_consistency``).  ``cond``
-        may be an encoded condition of ``x_lr`` (``condition``) or a tiled one (``TiledCondition``)."""
+        may be an encoded condition of ``x_lr`` (``condition``) or a tiled one (``TiledCondition``);
+        ``origin`` places the output on a larger image's HR grid (its noise: a region's)."""
         opts = SamplingOptions.of(options, **fields)
         if opts.consistency is None:
             opts = opts.replace(consistency=self.default_consistency)
         self.model.check_scale(tuple(x_lr.shape[-2:]), tuple(out_size))
         with self.inference():
             return super_resolve(
-                self.model, self.schedule, x_lr, out_size, self.noise(seeds), opts, callback,
+                self.model, self.schedule, x_lr, out_size, self.noise(seeds, origin), opts, callback,
                 cond=cond or self.condition(x_lr, out_size),
             )
 
@@ -241,34 +246,19 @@ class SRPipeline:
         return image.replace(rgb, alpha)
 
     def _tiled_pass(
-        self,
-        x_lr: torch.Tensor,
-        out_size: tuple[int, int],
-        scale: float,
-        options: SamplingOptions,
-        seed: int,
-        tile: Optional[int],
-        tile_batch: Optional[int],
-        out_dtype: type,
-        callback: ProgressFn,
+        self, x_lr: torch.Tensor, out_size: tuple[int, int], scale: float, options: SamplingOptions, seed: int,
+        tile: Optional[int], tile_batch: Optional[int], out_dtype: type, callback: ProgressFn,
     ) -> np.ndarray:
-        """One pass over a whole image (1, 3, h, w), in tiles sized for this pass's scale blended on
-        the full-size canvas at every step (``tiling.TiledCondition``) when the image needs them."""
+        """One pass over a whole image (1, 3, h, w): tiles sized for this pass's scale blended on a
+        canvas at every step, in regions when the canvas would exceed ``canvas_budget`` (``regions``)."""
         tile, batch = self.tile_settings(scale, tile, tile_batch)
-        multiple = self.model.denoise_fn.size_multiple
+        return sample_pass(self, x_lr, out_size, options, seed, tile, batch, out_dtype, callback)
 
-        def sr_image(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-            tiles = plan_tiles(tuple(x.shape[-2:]), size, max(tile, 2 * multiple) if tile else 0)
-            cond = None
-            if len(tiles) > 1:
-                with self.inference():
-                    cond = TiledCondition(
-                        x, upsample_lr(x, size, self.lr_upsample), self.config.res_rescale, tiles, batch,
-                        lambda crops, hr_size, origins: align_to_grid(self.condition(crops, hr_size), origins, multiple),
-                    )
-            return self.sr_tensor(x, size, [seed], options, callback, cond)
-
-        return padded_upscale(sr_image, x_lr, out_size, min_size=2 * multiple, out_dtype=out_dtype)
+    def canvas_budget(self) -> int:
+        """Bytes one canvas may take (``regions.canvas_budget``), read once per pipeline."""
+        if self._canvas_budget is None:
+            self._canvas_budget = canvas_budget(self.device)
+        return self._canvas_budget
 
     def upscale(
         self,

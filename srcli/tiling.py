@@ -25,7 +25,6 @@ from .diffusion import EpsFn
 from .engine import Conditioned, from_residual, to_residual
 from .errors import UsageError, is_int
 from .nets import ModelConfig
-from .ops import tensor_to_array
 
 MIN_TILE = 32
 
@@ -213,7 +212,8 @@ class TiledCondition:
     every tile (``unet_dim`` channels per HR pixel of tile area, in the networks' dtype: 128 bytes
     per output pixel for the shipped c=32 model in fp32, times the overlap, ~1.3-1.8) and a handful
     of full-size float32 RGB tensors (x_t, the blended prediction, x0-hat, the mean, the noise:
-    ~12 bytes each): measured ~450 bytes per output pixel in fp32 (docs/design.md, "Tiles").
+    ~12 bytes each): measured ~450 bytes per output pixel in fp32 (docs/design.md, "Tiles"); an
+    output whose canvas would exceed the memory budget is cut into regions first (``regions``).
     """
 
     def __init__(
@@ -279,21 +279,20 @@ class TiledCondition:
 
 
 def padded_upscale(
-    sr_image: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor],
+    sr_array: Callable[[torch.Tensor, tuple[int, int]], np.ndarray],
     x_lr: torch.Tensor,
     out_size: tuple[int, int],
     min_size: int = 1,
-    out_dtype: type = np.uint8,
 ) -> np.ndarray:
-    """``sr_image(x_lr, out_size)`` ((1, 3, H, W) in [-1, 1]) as an (H, W, 3) array of ``out_dtype``.
-    ``min_size`` is the smallest HR side the network accepts; smaller images are edge-padded at the
-    bottom/right (so HR pixel (y, x) keeps its place, and its noise) and cropped back."""
+    """``sr_array(x_lr, out_size)`` (an (H, W, 3) array) for any size: ``min_size`` is the smallest
+    HR side the network accepts; smaller images are edge-padded at the bottom/right (so HR pixel
+    (y, x) keeps its place, and its noise) and cropped back."""
     h, w = x_lr.shape[-2:]
     big_h, big_w = out_size
     if big_h >= min_size and big_w >= min_size:
-        return tensor_to_array(sr_image(x_lr, out_size), out_dtype)
+        return sr_array(x_lr, out_size)
     pad_h = max(h, math.ceil(min_size * h / big_h)) - h
     pad_w = max(w, math.ceil(min_size * w / big_w)) - w
     padded = F.pad(x_lr.float(), (0, pad_w, 0, pad_h), mode="replicate").to(x_lr.dtype)
     size = (max(big_h, round((h + pad_h) * big_h / h)), max(big_w, round((w + pad_w) * big_w / w)))
-    return np.ascontiguousarray(padded_upscale(sr_image, padded, size, min_size, out_dtype)[:big_h, :big_w])
+    return np.ascontiguousarray(padded_upscale(sr_array, padded, size, min_size)[:big_h, :big_w])

@@ -71,7 +71,10 @@ Large images run in overlapping tiles (--tile, largest HR tile side in px; defau
 that fits a memory budget): the whole image is sampled as one, and at every step the network runs
 tile by tile and the tiles' predictions are blended where they overlap, so there are no seams and
 the tile size changes the result only by tiny differences near tile borders.  The network's memory
-is that of one batch of tiles; the image itself costs about 450 bytes per output pixel.  Inputs above
+is that of one batch of tiles; the image itself costs about 450 bytes per output pixel, so an
+output whose canvas would exceed a memory budget (half the available RAM, at most 4 GiB, on the CPU;
+set SRCLI_CANVAS_MB to change it) is sampled in a few large overlapping regions, each on its own
+canvas, cross-faded at the end (tiny differences near the region borders).  Inputs above
 Pillow's decompression-bomb limit are refused; set {PIXEL_LIMIT_ENV} to change it.
 
 Examples:
