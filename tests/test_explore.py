@@ -244,6 +244,17 @@ def test_fusion_rejects_bad_arguments(tiny_pipeline, sources, kwargs, message):
         explore.content_fusion(tiny_pipeline, eyes, face, **{"scale": 4, "t": 5, "steps": STEPS, **kwargs}, output="numpy")
 
 
+@pytest.mark.parametrize("consistency", [1, 5])
+def test_fusion_refuses_back_projection(tiny_pipeline, sources, consistency):
+    eyes, face = sources
+    with pytest.raises(UsageError, match="no back-projection"):
+        explore.content_fusion(tiny_pipeline, eyes, face, t=5, scale=4, steps=STEPS, consistency=consistency, output="numpy")
+    # none or 0 is the algorithm's own output
+    zero = explore.content_fusion(tiny_pipeline, eyes, face, t=5, scale=4, steps=STEPS, consistency=0, output="numpy")
+    plain = explore.content_fusion(tiny_pipeline, eyes, face, t=5, scale=4, steps=STEPS, output="numpy")
+    assert np.array_equal(zero.images[0], plain.images[0])
+
+
 def test_fusion_needs_images_of_one_size(tiny_pipeline, sources):
     with pytest.raises(UsageError, match="one size"):
         explore.content_fusion(tiny_pipeline, sources[0], random_rgb(32, 30, 1), t=5, scale=4, steps=STEPS, output="numpy")
@@ -321,6 +332,8 @@ def test_cli_interpolate_and_fuse_write_their_outputs(tmp_path, tiny_checkpoint,
         (["fuse", "{eyes}", "{face}", "--box", "a,b,c,d"], "four integers"),
         (["fuse", "{eyes}", "{face}", "--box", "0,0,40,8"], "inside the 32x32 image"),
         (["fuse", "{eyes}", "{lr}"], "one size"),
+        (["fuse", "{eyes}", "{face}", "--consistency", "3"], "content fusion has no back-projection"),
+        (["fuse", "{eyes}", "{face}", "--consistency", "0"], "would force the box to downscale"),
         (["fuse", "{eyes}", "{face}", "-o", "{face}"], "would overwrite an input"),
         (["fuse", "{eyes}", "{face}", "-o", "{tmp}/fused.xyz"], "cannot tell the image format"),
         (["sample-diverse", "{lr}", "--n", "0"], "--n must be"),
@@ -342,5 +355,6 @@ def test_cli_help_states_the_default_box_and_examples():
     result = invoke("fuse", "--help")
     assert result.exit_code == 0
     assert "0.15-0.85" in result.stdout and "0.30-0.50" in result.stdout and "Examples" in result.stdout
+    assert "No --consistency" in result.stdout and "undoing the fusion" in result.stdout
     for command in ("sample-diverse", "interpolate"):
         assert "Examples" in invoke(command, "--help").stdout

@@ -22,6 +22,8 @@ FUSE_HELP = """Content fusion (SRDiff Algorithm 3): blend a region of EYES into 
 
 EYES and FACE are HR images of one size.  The box region of EYES is pasted into FACE, the result's residual against the bicubic-upsampled downscaled FACE (the condition, downscaled by --scale with Pillow bicubic) is diffused to step t and decoded from t; then only the box of the decoded image goes back into FACE, so every pixel outside the box stays exactly FACE's.  Small t keeps EYES' content, large t moves toward what fits FACE (the paper: t = 30, 50, 70).
 
+No --consistency: back-projection forces an output to downscale to an LR image.  Against the condition (FACE's LR) it would put FACE's coarse content back into the box, undoing the fusion; against the paste's LR it would put the paste's colours and seams back at every t, undoing the blending that a larger t is for.  The fused image is the decoded result, as in the paper.
+
 Default box: the eye band of an aligned square face crop, x 0.15-0.85 of the width and y 0.30-0.50 of the height.  One --t writes the fused image to OUT; several --t write a strip to OUT (eye source, face source, the paste, one image per t) and each fused image beside it with _tT added to the name (strip_t30.png, ...).
 
 Examples:
@@ -58,7 +60,10 @@ def fuse_command(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (default FACE_fused.png).")] = None,
     source: ModelSource = ModelSource(),
     json_out: JsonOpt = False,
+    consistency: Annotated[Optional[str], typer.Option("--consistency", metavar="N", help="Not available for fuse (a usage error): back-projection would undo the fusion, see above.", show_default=False)] = None,
 ) -> None:
+    if consistency is not None:
+        fail(explore.NO_BACK_PROJECTION)
     check_common(scale)
     ts = t or [50]
     if any(v < 0 for v in ts):

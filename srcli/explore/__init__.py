@@ -18,10 +18,10 @@ The sheets and strips the CLI writes are drawn by ``srcli.render``.
 
 from .common import DEFAULT_EYE_BOX, DEFAULT_LAMBDAS, check_lambdas, check_t, default_scale, steps_run
 from .diverse import DIVERSE_STRENGTH, DiverseSamples, sample_diverse
-from .fusion import Fusion, content_fusion, paste, resolve_box
+from .fusion import NO_BACK_PROJECTION, Fusion, content_fusion, paste, resolve_box
 from .interpolation import Interpolation, latent_interpolation
 
 __all__ = [
     "DEFAULT_EYE_BOX", "DEFAULT_LAMBDAS", "DIVERSE_STRENGTH", "DiverseSamples", "Interpolation", "Fusion", "sample_diverse",
-    "latent_interpolation", "content_fusion", "steps_run", "check_t", "check_lambdas", "resolve_box", "paste", "default_scale",
+    "latent_interpolation", "content_fusion", "NO_BACK_PROJECTION", "steps_run", "check_t", "check_lambdas", "resolve_box", "paste", "default_scale",
 ]

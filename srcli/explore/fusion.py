@@ -17,6 +17,17 @@ from ..pipeline import SRPipeline
 from .common import DEFAULT_EYE_BOX, Box, ImageLike, ImageOut, StageCallback, check_sizes, check_t, default_scale, deliver_as, rgb8, stage_callback
 
 
+# Why fusion has no back-projection: back-projection forces the output to downscale to an LR image.
+# Against the condition (the face source's LR) it puts the face's coarse content back into the box,
+# undoing the fusion; against the paste's LR it puts the paste's coarse content and its seams back
+# at every t, undoing the blending that larger t is for.  The fused image is an SR of neither.
+NO_BACK_PROJECTION = (
+    "content fusion has no back-projection (--consistency): it would force the box to downscale to the "
+    "face source's LR and so put the face's coarse content back, undoing the fusion (or, against the "
+    "paste's LR, put the paste's seams back at every t)"
+)
+
+
 @dataclass
 class Fusion:
     """Alg. 3 results: one fused image per t; outside ``box`` every pixel is the face source's."""
@@ -77,12 +88,15 @@ def content_fusion(
     shows t = 30, 50, 70).  ``t`` may be a list: one fused image per t.  ``box`` is in pixels,
     default the eye band of an aligned face crop: x 0.15-0.85 of the width, y 0.30-0.50 of the height.
     The options' steps, sampler, eta and temperature apply; the decode is the algorithm's own
-    output (no back-projection, no strength).
+    output: no strength (t is the start) and no back-projection (``NO_BACK_PROJECTION``; a
+    consistency above 0 is a ``UsageError``).
     """
     ts = [check_t(pipe, v) for v in ([t] if is_int(t) else t)]
     if not ts:
         raise UsageError("give at least one t")
     opts = SamplingOptions.of(options, **fields)
+    if opts.consistency:
+        raise UsageError(NO_BACK_PROJECTION)
     check_seed(seed)
     deliver = deliver_as(output)
     eyes, face = rgb8(eyes_hr, "eye source"), rgb8(face_hr, "face source")
