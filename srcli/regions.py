@@ -62,19 +62,27 @@ def _available_ram() -> int:
         return 8 << 30
 
 
+def env_canvas_budget() -> Optional[int]:
+    """``SRCLI_CANVAS_MB`` in bytes, None when unset; a UsageError when it is not a positive number."""
+    value = os.environ.get(CANVAS_BUDGET_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0 or math.isinf(mb):
+        raise UsageError(f"{CANVAS_BUDGET_ENV} must be a positive number of megabytes, got {value!r}")
+    return int(mb * (1 << 20))
+
+
 def canvas_budget(device: torch.device) -> int:
     """Bytes one region's canvas may use: ``SRCLI_CANVAS_MB`` when set; else a quarter of the free
     CUDA memory (the tile batch has half), or on the CPU half of the available RAM left after the
     tile batch's budget, at most ``CPU_CANVAS_CAP``."""
-    value = os.environ.get(CANVAS_BUDGET_ENV, "").strip()
-    if value:
-        try:
-            mb = float(value)
-        except ValueError:
-            mb = -1.0
-        if not mb > 0 or math.isinf(mb):
-            raise UsageError(f"{CANVAS_BUDGET_ENV} must be a positive number of megabytes, got {value!r}")
-        return int(mb * (1 << 20))
+    from_env = env_canvas_budget()
+    if from_env is not None:
+        return from_env
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.25)

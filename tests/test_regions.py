@@ -153,3 +153,19 @@ def test_tile_zero_never_splits(whole_and_split):
     a = split_pipe.upscale(img, **{**kw, "tile": 0, "steps": 3})
     b = whole_pipe.upscale(img, **{**kw, "tile": 0, "steps": 3})
     assert np.array_equal(a, b)
+
+
+def test_cli_refuses_a_bad_canvas_budget_in_one_line(tmp_path, tiny_checkpoint):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from srcli.cli import app
+
+    Image.fromarray(image(16, 16)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(
+        app, ["upscale", str(tmp_path / "a.png"), "--scale", "2", "--weights", str(tiny_checkpoint)], env={CANVAS_BUDGET_ENV: "lots"}
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and CANVAS_BUDGET_ENV in lines[0]
+    assert not (tmp_path / "a_x2.png").exists()

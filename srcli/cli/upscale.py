@@ -23,6 +23,7 @@ from .common import (
     EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Interrupted, LogProgress, emit_json, err_console, error, note, plain, progress_bar,
     protect_inputs, reflow, run_settings, usage_errors, warn,
 )
+from ..regions import env_canvas_budget
 from .inputs import PIXEL_LIMIT_ENV, apply_pixel_limit, expand_inputs, parse_shard, take_shard
 from .options import JsonOpt, ModelSource, SeedOpt, clamp_steps, model_options, sampling_options
 from .outputs import _LOSSY, Target, check_collisions, check_format, check_overwrites, check_quality, plan_outputs, split_earlier_outputs
@@ -166,6 +167,7 @@ def upscale_command(
         check_quality(quality)
         check_tile(tile)
         check_tile_batch(tile_batch)
+        env_canvas_budget()  # a bad SRCLI_CANVAS_MB is a usage error before any work
         shard_spec = parse_shard(shard)
         apply_pixel_limit()
         found, unmatched, names = expand_inputs(inputs, INPUT_SUFFIXES)
