@@ -276,10 +276,11 @@ def test_train_fine_tunes_a_checkpoint_on_real_degradations(tmp_path, tiny_check
     runner = CliRunner()
     args = ["train", "--data", str(data), "--out", str(out), "--state-dir", str(tmp_path / "state"),
             "--degradation", "real", "--init-from", str(tiny_checkpoint), "--encoder-steps", "2", "--steps", "2",
-            "--batch", "2", "--patch", "32", "--save-every", "2", "--val-every", "1000"]
+            "--batch", "2", "--patch", "32", "--save-every", "2", "--val-every", "1000", "--block-edge-weight", "1"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     model, _, info = load_checkpoint(out)
+    assert info["train"]["block_edge_weight"] == 1.0
     source, _, _ = load_checkpoint(tiny_checkpoint)
     assert info["degradation"] == "real" and info["train"]["init_from"] == str(tiny_checkpoint)
     assert info["encoder_steps_done"] == 2 and info["diffusion_steps_done"] == 2  # counters restart for a fine-tune
@@ -319,3 +320,23 @@ def test_shipped_real_model_loads_and_upscales():
     assert pipe.passes(4.0)[0].strength == pytest.approx(0.1)  # its own default, not the clean model's
     out = np.asarray(pipe.upscale(photo(0, 24), scale=2, seed=0, steps=4))
     assert out.shape == (48, 48, 3)
+
+
+def test_block_edge_loss_sees_only_the_steps_across_the_lr_block_edges():
+    from srcli.train.loop import block_edge_l1
+
+    hr = torch.zeros(1, 3, 64, 64)
+    sr = hr.clone()
+    sr[..., 20:40, 20:40] = 0.5  # a square whose edges miss the 4x grid lines (32 px apart)
+    assert block_edge_l1(sr, hr, lr_size=16) == 0
+    sr[..., 32:] += 0.25  # a step across the vertical block edge at x = 32 (LR x = 8)
+    # one of the two axes has |0.25| on every row of its single line; the other has none
+    assert block_edge_l1(sr, hr, lr_size=16) == pytest.approx(0.125)
+    assert block_edge_l1(sr, sr, lr_size=16) == 0  # matching the HR's own steps costs nothing
+    assert block_edge_l1(sr, hr, lr_size=8) == 0  # an LR of one block has no inner edges
+
+
+def test_train_rejects_a_bad_block_edge_weight(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o.safetensors"),
+                                      "--block-edge-weight", "-1"])
+    assert result.exit_code == 2 and "--block-edge-weight" in result.output

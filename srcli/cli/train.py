@@ -114,7 +114,8 @@ _PARAM_FIELDS = {
     "batch": "batch", "patch": "patch", "lr": "lr", "lr_halve_every": "lr_halve_every",
     "encoder_lr_halve_every": "encoder_lr_halve_every", "ema_decay": "ema_decay", "grad_clip": "grad_clip",
     "schedule": "schedule", "seed": "seed", "save_every": "save_every", "val_every": "val_every",
-    "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction", "workers": "workers",
+    "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction",
+    "block_edge_weight": "block_edge_weight", "workers": "workers",
     **dict.fromkeys(_ARCH_PARAMS, "model"),
 }
 # flags of this session only (not part of the run's config): given on resume, they are logged
@@ -171,6 +172,7 @@ def train_command(
     ] = None,
     degradation: Annotated[str, typer.Option(help="How LR patches are made: bicubic (the clean protocol) or real (blur, noise, JPEG: srcli.degrade).")] = DEFAULTS.degradation,
     clean_fraction: Annotated[float, typer.Option(help="With --degradation real: the share of patches left plain bicubic, so clean inputs stay sharp (0-1).")] = DEFAULTS.clean_fraction,
+    block_edge_weight: Annotated[float, typer.Option(help="Stage 1: weight of an extra L1 on the steps across the LR's 8 px JPEG block edges, so a real-world encoder learns to remove the grid (0: plain L1).")] = DEFAULTS.block_edge_weight,
     init_from: Annotated[
         Optional[Path], typer.Option(help="Fine-tune: start a new run from all the weights (encoder and noise predictor) of this checkpoint, same architecture.")
     ] = None,
@@ -201,6 +203,8 @@ def train_command(
         fail(f"--degradation {degradation}: expected one of {', '.join(DEGRADATIONS)}")
     if not 0.0 <= clean_fraction <= 1.0:
         fail(f"--clean-fraction {clean_fraction}: expected a share between 0 and 1")
+    if not 0.0 <= block_edge_weight <= 100.0:
+        fail(f"--block-edge-weight {block_edge_weight}: expected a weight between 0 and 100")
     if init_from is not None and (resume or encoder_from is not None):
         fail("--init-from starts a new run from a whole checkpoint; not with --resume or --encoder-from")
     if init_from is not None and not init_from.is_file():
@@ -233,7 +237,7 @@ def train_command(
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
         degradation=degradation, clean_fraction=clean_fraction, init_from=str(init_from) if init_from else None,
-        workers=workers,
+        block_edge_weight=block_edge_weight, workers=workers,
     )
     changes: list[str] = []
     if resume:  # the run's own config wins; flags given now may only change how it goes on

@@ -38,6 +38,7 @@ class TrainConfig:
     log_every: int = 50
     degradation: str = "bicubic"  # how LR patches are made: the protocol's bicubic or "real" (srcli.degrade)
     clean_fraction: float = 0.0  # with degradation "real": the share of patches left plain bicubic
+    block_edge_weight: float = 0.0  # stage 1: weight of the L1 on the steps across JPEG block edges
     init_from: Optional[str] = None  # a checkpoint whose encoder and noise predictor a fine-tune starts from
     workers: int = 0  # DataLoader worker processes making patches (0: in the training process)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -59,12 +60,12 @@ class TrainConfig:
 
 
 # What a resumed run may change: how long and how fast it goes on, where its data and logs are,
-# and the share of clean patches (a curriculum knob of a real-world fine-tune).  The rest defines
+# the share of clean patches and the block-edge loss weight (curriculum knobs of a real-world fine-tune).  The rest defines
 # the run (degradation, noise schedule, seed, scales, patch size, architecture): changing it
 # mid-run is a new run, so a differing flag is an error.
 RESUME_OVERRIDABLE = frozenset({
     "data", "val", "encoder_steps", "steps", "batch", "lr", "lr_halve_every", "encoder_lr_halve_every",
-    "grad_clip", "ema_decay", "clean_fraction", "save_every", "val_every", "val_scale", "val_steps", "log_every",
+    "grad_clip", "ema_decay", "clean_fraction", "block_edge_weight", "save_every", "val_every", "val_scale", "val_steps", "log_every",
     "workers",
 })
 

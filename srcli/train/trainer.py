@@ -165,7 +165,7 @@ class Trainer:
         hr, lr = hr.to(self.device, non_blocking=True), lr.to(self.device, non_blocking=True)
         optimizer = self.optimizer(stage)
         if stage == "encoder":
-            return encoder_step(net, hr, lr, optimizer, self.cfg.grad_clip)
+            return encoder_step(net, hr, lr, optimizer, self.cfg.grad_clip, self.cfg.block_edge_weight)
         gen = step_generator(self.cfg.seed, ddp.rank(), self.step, self.device)
         return diffusion_step(net, self.model, self.schedule, hr, lr, float(scale), optimizer, self.cfg.grad_clip, gen)
 
