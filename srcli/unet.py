@@ -21,18 +21,21 @@ from .modelconfig import ModelConfig
 
 
 def mish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-    """Mish, x * tanh(softplus(x)).  Outside autograd on float32 CPU tensors it is computed as x * n / (n + 2)
-    with n = e^x (e^x + 2), the same function rewritten (tanh(log(1 + e^x)) = n / (n + 2)): a few
-    vectorised passes instead of ATen's scalar-heavy kernel, 35-40% less CPU time on a 64 x 264^2
-    feature map, within 1 ulp-scale of it (max |diff| 7e-7 against float64).  e^x is clamped at
-    x = 20, where n / (n + 2) is 1 in float32 anyway, so it never overflows.  Half precision keeps
-    ATen's kernel: e^20 overflows fp16.  ``inplace`` overwrites ``x`` (a temporary conv output)."""
-    if x.dtype != torch.float32 or x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+    """Mish, x * tanh(softplus(x)).  Outside autograd on float32 and bfloat16 CPU tensors it is computed
+    from one sigmoid: with p = sigmoid(x) and v = p (2 - p), tanh(softplus(x)) = v / (2 - v) (as
+    1 + e^x = 1 / (1 - p) and tanh(log u) = (u^2 - 1) / (u^2 + 1)).  Six vectorised passes instead of
+    ATen's exp/log1p/tanh kernel: on a 64 x 264^2 map, 24 -> 8 ms in bf16 and 19 -> 13 ms in fp32
+    (AVX-512, one thread); relative error against float64 at most 3e-7 in fp32 (no cancellation: v
+    is 2p for very negative x) and 2% in bf16, whose own step is 0.8%.  sigmoid saturates instead of
+    overflowing, so no clamp is needed.  fp16 and CUDA keep ATen's kernel.  ``inplace`` overwrites
+    ``x`` (a temporary conv output)."""
+    fast = x.dtype in (torch.float32, torch.bfloat16) and x.device.type == "cpu"
+    if not fast or (torch.is_grad_enabled() and x.requires_grad):
         return F.mish(x, inplace=inplace) if not x.requires_grad else F.mish(x)
-    n = x.clamp(max=20.0).exp_()
-    n.mul_(n + 2)
-    n.div_(n + 2)
-    return x.mul_(n) if inplace else n.mul_(x)
+    p = torch.sigmoid(x)
+    v = torch.rsub(p, 2).mul_(p)  # p (2 - p)
+    ratio = v.div_(torch.rsub(v, 2))  # v / (2 - v)
+    return x.mul_(ratio) if inplace else ratio.mul_(x)
 
 
 class Mish(nn.Module):

@@ -129,3 +129,23 @@ def test_checkpoint_errors(tmp_path, tiny_checkpoint):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="not a readable"):
         load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("dtype, rel", [(torch.float32, 1e-6), (torch.bfloat16, 0.03)])
+def test_mish_matches_the_definition_in_every_cpu_precision(dtype, rel):
+    import torch.nn.functional as F
+
+    from srcli.unet import mish
+
+    x = torch.cat([torch.linspace(-40, 40, 4001), torch.randn(4000) * 3]).to(dtype)
+    exact = x.double() * torch.tanh(F.softplus(x.double()))
+    with torch.inference_mode():
+        out = mish(x)
+        assert out.dtype == dtype and torch.isfinite(out).all()
+        assert ((out.double() - exact).abs() <= rel * exact.abs() + 1e-30).all()  # relative, even in the tails
+        again = x.clone()
+        assert torch.equal(mish(again, inplace=True), out) and torch.equal(again, out)  # in place: same numbers
+    mine, aten = x.float().requires_grad_(), x.float().requires_grad_()
+    mish(mine).sum().backward()  # under autograd it is ATen's differentiable kernel
+    F.mish(aten).sum().backward()
+    assert torch.equal(mine.grad, aten.grad)
