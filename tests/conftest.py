@@ -82,3 +82,16 @@ def _auto_precision_is_fp32(monkeypatch):
     import srcli.device
 
     monkeypatch.setattr(srcli.device, "cpu_has_native_bf16", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A CLI test run in-process sets torch's thread count (``--threads``, or all cores by default)
+    for the whole process; give later tests back the count they started with, so that a suite run
+    with OMP_NUM_THREADS=1 beside another job does not oversubscribe the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
