@@ -61,8 +61,8 @@ class TrainConfig:
 
 # What a resumed run may change: how long and how fast it goes on, where its data and logs are,
 # the share of clean patches and the block-edge loss weight (curriculum knobs of a real-world
-# fine-tune).  The rest defines the run (degradation, noise schedule, seed, scales, patch size, architecture): changing it
-# mid-run is a new run, so a differing flag is an error.
+# fine-tune).  The rest defines the run (degradation, noise schedule, seed, scales, patch size,
+# architecture): changing it mid-run is a new run, so a differing flag is an error.
 RESUME_OVERRIDABLE = frozenset({
     "data", "val", "encoder_steps", "steps", "batch", "lr", "lr_halve_every", "encoder_lr_halve_every",
     "grad_clip", "ema_decay", "clean_fraction", "block_edge_weight", "save_every", "val_every", "val_scale",
