@@ -105,6 +105,15 @@ def lr_psnr(sr: np.ndarray, lr: np.ndarray) -> float:
 JPEG_BLOCK = 8
 
 
+def block_edge_steps(n_pixels: int, scale: float, block: int = JPEG_BLOCK) -> list[int]:
+    """The one-pixel steps of an output axis of ``n_pixels`` that straddle the LR's JPEG block edges
+    (the LR's multiples of ``block`` px, times ``scale``): indices i of the steps between pixels i
+    and i + 1, in order.  ``block_grid`` reads these steps; the block-edge training loss matches them."""
+    count = int(n_pixels / (block * scale))
+    steps = sorted({round(k * block * scale) - 1 for k in range(1, count + 1)})
+    return [i for i in steps if 0 <= i < n_pixels - 1]
+
+
 def block_grid(sr: np.ndarray, scale: float, block: int = JPEG_BLOCK) -> float:
     """How visible the LR's JPEG block grid is in an output: the mean |gradient| of Y across the
     grid lines (the LR's multiples of ``block`` px, times ``scale``) over the mean |gradient|
@@ -114,10 +123,8 @@ def block_grid(sr: np.ndarray, scale: float, block: int = JPEG_BLOCK) -> float:
     on, off = [], []
     for axis in (1, 0):  # vertical grid lines (steps along x), then horizontal ones
         grad = np.abs(np.diff(y, axis=axis))
-        n = grad.shape[axis]  # step i lies between pixels i and i + 1
-        lines = {round(k * block * scale) - 1 for k in range(1, int((n + 1) / (block * scale)) + 1)}
-        mask = np.zeros(n, dtype=bool)
-        mask[[i for i in lines if 0 <= i < n]] = True
+        mask = np.zeros(grad.shape[axis], dtype=bool)  # step i lies between pixels i and i + 1
+        mask[block_edge_steps(y.shape[axis], scale, block)] = True
         on.append(np.compress(mask, grad, axis=axis).ravel())
         off.append(np.compress(~mask, grad, axis=axis).ravel())
     on_mean, off_mean = np.concatenate(on).mean() if sum(map(len, on)) else 0.0, np.concatenate(off).mean()

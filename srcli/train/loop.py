@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..diffusion import NoiseSchedule, training_loss
-from ..metrics import JPEG_BLOCK
+from ..metrics import JPEG_BLOCK, block_edge_steps
 from ..engine import to_residual
 from ..nets import SRDiffModel
 from ..ops import resize
@@ -41,18 +41,17 @@ def block_edge_l1(sr: torch.Tensor, hr: torch.Tensor, lr_size: int, block: int =
     """Mean |d(sr) - d(hr)| over the one-pixel steps that straddle the LR's JPEG block edges (the
     LR's multiples of ``block`` px, scaled to the HR size), across both axes.  The plain L1 weighs
     these steps like any other pixel, 1 in 4 * scale at 8 px blocks, which leaves the enlarged grid
-    visible; this term makes a fine-tune match the HR's steps there (``metrics.block_grid`` measures
-    the same steps).  The real-world LR patch is JPEG-compressed at its own origin half the time
-    (``degrade``), so the lines sit at the patch's multiples; on the other patches it is a plain
-    gradient-matching term at a few positions."""
+    visible; this term makes a fine-tune match the HR's steps there (``metrics.block_edge_steps``,
+    the steps ``metrics.block_grid`` measures).  The real-world LR patch is JPEG-compressed at its
+    own origin half the time (``degrade``), so the lines sit at the patch's multiples; on the other
+    patches it is a plain gradient-matching term at a few positions."""
     terms = []
     for axis in (-1, -2):  # vertical block edges (steps along x), then horizontal ones
         n = hr.shape[axis]
-        cols = [round(k * block * n / lr_size) for k in range(1, (lr_size - 1) // block + 1)]
-        if not cols:
+        before = torch.tensor(block_edge_steps(n, n / lr_size, block), dtype=torch.long, device=hr.device)
+        if not len(before):
             continue
-        after = torch.tensor(cols, device=hr.device)
-        step = lambda x: x.index_select(axis, after) - x.index_select(axis, after - 1)
+        step = lambda x: x.index_select(axis, before + 1) - x.index_select(axis, before)
         terms.append((step(sr) - step(hr)).abs().mean())
     return torch.stack(terms).mean() if terms else sr.new_zeros(())
 
