@@ -22,13 +22,17 @@ skips it).  Either way the output is checked for sanity against a bicubic upscal
 Timing: per image, ``SRPipeline.upscale(image, scale=4)`` at the defaults (what ``srcli upscale
 --scale 4`` runs per image once the model is loaded: default steps, sampler, strength, init,
 back-projection and automatic tiling) and Real-ESRGAN as its own inference runs it (uint8 in,
-float tensor, network, clamp, uint8 out; no tiles, no pre-padding), alternating which goes first.
-One warm-up call of each per size is not timed.  LR inputs: the validation crops (``--val``,
+float tensor, network, clamp, uint8 out; no tiles, no pre-padding), the order rotating image by
+image.  Real-ESRGAN runs in each precision of ``--realesrgan-precisions``: by default the one its
+own inference script runs (fp16 on CUDA, its default; fp32 on a CPU, where it needs ``--fp32``) and
+srcli's own (bf16 on a CPU with native bf16, which Real-ESRGAN's script does not offer).  One
+warm-up call of each per size is not timed.  LR inputs: the validation crops (``--val``,
 default data/val) downscaled to the size with Pillow's bicubic, else random pixels.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import math
 import statistics
@@ -311,18 +315,35 @@ def time_call(fn, device: torch.device) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(pipe, model: RRDBNetX4, images: list[np.ndarray], scale: float) -> dict[str, Any]:
-    device, dtype = pipe.device, pipe.dtype
-    methods = {
-        "srcli": lambda img: pipe.upscale(img, scale=scale, seed=0),
-        "realesrgan": lambda img: run_realesrgan(model, img, device, dtype),
-    }
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def realesrgan_dtype(name: str, pipe) -> torch.dtype:
+    """A Real-ESRGAN precision by name: ``shipped`` is what its inference script runs, fp16 (its
+    default) on CUDA and fp32 on a CPU (its ``--fp32``, which CPUs need); ``same`` is srcli's."""
+    if name == "shipped":
+        return torch.float16 if pipe.device.type == "cuda" else torch.float32
+    if name == "same":
+        return pipe.dtype
+    from srcli.device import resolve_precision
+
+    return resolve_precision(name, pipe.device)
+
+
+def measure(pipe, models: dict[str, RRDBNetX4], images: list[np.ndarray], scale: float) -> dict[str, Any]:
+    """Seconds per image of srcli at its defaults and of each Real-ESRGAN model (name -> network in
+    its dtype), interleaved image by image with the order rotating, after one warm-up call each."""
+    device = pipe.device
+    methods = {"srcli": lambda img: pipe.upscale(img, scale=scale, seed=0)}
+    for name, model in models.items():
+        dtype = next(model.parameters()).dtype
+        methods[name] = lambda img, model=model, dtype=dtype: run_realesrgan(model, img, device, dtype)
     for fn in methods.values():  # warm-up: oneDNN primitives, allocator
         fn(images[0])
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+    names = list(methods)
     for i, img in enumerate(images):
-        order = list(methods) if i % 2 == 0 else list(reversed(methods))
-        for name in order:
+        for name in names[i % len(names):] + names[: i % len(names)]:
             times[name].append(time_call(lambda: methods[name](img), device))
         print(f"  {img.shape[1]}px image {i + 1}/{len(images)}: "
               + ", ".join(f"{n} {times[n][-1][0]:.2f} s" for n in methods), flush=True)
@@ -331,8 +352,8 @@ def measure(pipe, model: RRDBNetX4, images: list[np.ndarray], scale: float) -> d
         walls = [w for w, _ in values]
         row[name] = {"wall_s": walls, "cpu_s": [p for _, p in values],
                      "median_s": statistics.median(walls), "min_s": min(walls)}
-    ratios = [s / r for (s, _), (r, _) in zip(times["srcli"], times["realesrgan"])]
-    row["ratio_median"] = statistics.median(ratios)  # srcli / Real-ESRGAN, image by image
+        if name != "srcli":  # srcli / Real-ESRGAN, image by image
+            row[name]["ratio_median"] = statistics.median(s / r for (s, _), (r, _) in zip(times["srcli"], values))
     return row
 
 
@@ -344,6 +365,9 @@ def main() -> None:
     p.add_argument("--images", type=int, nargs="+", default=None,
                    help="images per size, one number or one per size (default 10 4 2)")
     p.add_argument("--skip-ncnn-check", action="store_true", help="do not compare with the ncnn runtime")
+    p.add_argument("--realesrgan-precisions", default="shipped,same",
+                   help="Real-ESRGAN's precisions to time, comma-separated: shipped (what its inference script runs: "
+                        "fp16 on CUDA, fp32 on a CPU), same (srcli's), fp32, bf16, fp16 (default: shipped,same)")
     args = p.parse_args()
     threads = c.setup(args)
     sizes = args.sizes or ([16] if args.quick else [64, 128, 256])
@@ -355,25 +379,34 @@ def main() -> None:
     check = check_conversion(model, folder, lr_images(args, 64 if not args.quick else 16, 1)[0], not args.skip_ncnn_check)
     print(f"conversion check: {check}", flush=True)
     pipe = c.load_pipeline(args)
-    model = model.to(device=pipe.device, dtype=pipe.dtype)
+    models: dict[str, RRDBNetX4] = {}
+    for name in args.realesrgan_precisions.split(","):
+        dtype = realesrgan_dtype(name.strip(), pipe)
+        label = f"Real-ESRGAN {DTYPE_NAMES[dtype]}"
+        models.setdefault(label, copy.deepcopy(model).to(device=pipe.device, dtype=dtype))
     rows = []
     for size, count in zip(sizes, counts):
-        rows.append(measure(pipe, model, lr_images(args, size, count), 4.0))
+        rows.append(measure(pipe, models, lr_images(args, size, count), 4.0))
     info = c.machine_info(args, pipe.source)
     data = {"machine": info, "model": pipe.describe(), "threads": threads, "conversion_check": check,
             "realesrgan_files": str(folder), "rows": rows}
     check_line = (f"PyTorch conversion vs the ncnn runtime: {check['psnr_vs_ncnn_db']:.1f} dB PSNR"
                   if "psnr_vs_ncnn_db" in check else f"ncnn runtime not compared ({check.get('ncnn_unavailable', 'skipped')})")
+    header = ["LR input", "SR output", "images", "srcli s/image (median)"]
+    for name in models:
+        header += [f"{name} s/image (median)", f"srcli / {name} (median of pairs)"]
+    table = []
+    for r in rows:
+        line = [f"{r['lr']}x{r['lr']}", f"{r['hr']}x{r['hr']}", r["images"], c.fmt(r["srcli"]["median_s"], 2)]
+        for name in models:
+            line += [c.fmt(r[name]["median_s"], 2), c.fmt(r[name]["ratio_median"], 2)]
+        table.append(line)
     md = (
-        f"### srcli (defaults) vs Real-ESRGAN x4plus (PyTorch), 4x, {pipe.device.type} "
-        f"{str(pipe.dtype).replace('torch.', '')}, {threads} threads\n\n"
+        f"### srcli (defaults: {pipe.device.type} {str(pipe.dtype).replace('torch.', '')}) vs Real-ESRGAN x4plus (PyTorch), 4x, "
+        f"{threads} threads\n\n"
         + c.md_machine(info) + "\n"
-        + c.md_table(
-            ["LR input", "SR output", "images", "srcli s/image (median)", "Real-ESRGAN s/image (median)",
-             "srcli / Real-ESRGAN (median of pairs)"],
-            [[f"{r['lr']}x{r['lr']}", f"{r['hr']}x{r['hr']}", r["images"], c.fmt(r["srcli"]["median_s"], 2),
-              c.fmt(r["realesrgan"]["median_s"], 2), c.fmt(r["ratio_median"], 2)] for r in rows],
-        )
+        + c.md_table(header, table)
+        + f"\nReal-ESRGAN's own inference script runs fp16 by default and fp32 with --fp32, which a CPU needs; it has no bf16.\n"
         + f"\n{check_line}; Real-ESRGAN output vs bicubic: {check['psnr_vs_bicubic_db']:.1f} dB.\n"
         + f"\nCommand: `{c.command_line()}`\n"
     )
