@@ -57,14 +57,19 @@ def main() -> None:
             common["steps"] = steps
         for name, pipe in models.items():
             baselines = ["encoder"] + (["bicubic"] if name == next(iter(models)) else [])
-            for strength in strengths:
-                report = evaluate_folder(folder, pipe, strength=strength, baselines=baselines if strength is None else [],
+            # the model's defaults, the same with its default deblocking flipped, then other strengths
+            runs = [(None, None), (None, not pipe.default_deblock)] + [(s_, None) for s_ in strengths[1:]]
+            for strength, deblock in runs:
+                first = strength is None and deblock is None
+                report = evaluate_folder(folder, pipe, strength=strength, deblock=deblock, baselines=baselines if first else [],
                                          **common)
                 if report.failed:
                     raise SystemExit(f"could not evaluate: {report.failed}")
                 for method, s in report.mean().items():
                     if method == SRCLI:
                         label = f"{name} model, " + ("default strength" if strength is None else f"strength {strength:g}")
+                        if deblock is not None:
+                            label += ", deblocked" if deblock else ", not deblocked"
                         used = " then ".join(f"{st['strength']:g}" for st in report.settings["stages"])
                     else:
                         label, used = ("bicubic" if method == "bicubic" else f"{name} model, encoder only"), "-"
@@ -92,6 +97,8 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: Any, elapse
         table = [[r["method"], r["strength"], c.fmt(r["psnr_y"], 2), c.fmt(r["ssim_y"], 4),
                   c.fmt(r["block_grid"], 2), c.fmt(r["seconds"], 2)] for r in rows if r["protocol"] == protocol]
         out.append(c.md_table(["method", "strength", "PSNR-Y (dB)", "SSIM-Y", "block grid", "s / image"], table) + "\n")
+    out.append("Default settings JPEG-deblock the real model's input (`--deblock`, `srcli.deblock`) and not the clean model's; "
+               "the rows marked deblocked / not deblocked flip that.\n\n")
     out.append(f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n")
     return "".join(out)
 

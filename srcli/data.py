@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from .imageio import ImageReadError, list_images, load_rgb8
+from .deblock import deblock
 from .degrade import make_lr
 from .ops import uint8_to_tensor
 
@@ -53,6 +54,7 @@ class PatchSampler:
         log=print,
         degradation: str = "bicubic",
         clean_fraction: float = 0.0,
+        deblock_lr: bool = False,
     ):
         if degradation not in DEGRADATIONS:
             raise ValueError(f"degradation {degradation!r}: expected one of {', '.join(DEGRADATIONS)}")
@@ -60,6 +62,7 @@ class PatchSampler:
             raise ValueError(f"clean_fraction {clean_fraction}: expected a share in [0, 1]")
         self.degradation = degradation
         self.clean_fraction = clean_fraction
+        self.deblock_lr = deblock_lr
         self.images: list[np.ndarray] = []
         self.names: list[str] = []
         for path in list_images(folder):
@@ -120,12 +123,15 @@ class PatchSampler:
     def degrade(self, hr: np.ndarray, lr_size: tuple[int, int]) -> np.ndarray:
         """HR patch -> LR patch; the real-world model draws from the sampler's generator (exact resume).
         A ``clean_fraction`` of the patches keeps the plain bicubic LR, so that a real-world model still
-        sees clean inputs and learns to leave them sharp instead of treating every input as damaged."""
+        sees clean inputs and learns to leave them sharp instead of treating every input as damaged.
+        With ``deblock_lr`` the LR patch is JPEG deblocked (``srcli.deblock``) after it is made."""
         kind = self.degradation
         # no draw at all when the share is 0, so runs from before the option replay the same data
         if self.clean_fraction > 0 and self.rng.random() < self.clean_fraction:
             kind = "bicubic"
-        return make_lr(hr, lr_size, kind, self.rng)
+        lr = make_lr(hr, lr_size, kind, self.rng)
+        # ``deblock_lr``: every LR patch as a model that deblocks its inputs will see it (clean ones too)
+        return deblock(lr) if self.deblock_lr else lr
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

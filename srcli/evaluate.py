@@ -203,7 +203,7 @@ def evaluate_images(
     if pipeline is not None:
         settings.update(
             steps=opts.steps, sampler=opts.sampler, samples=samples, seed=seed, strength=opts.strength, init=passes[0].init, tile=tile,
-            consistency=passes[0].consistency, stages=[asdict(p) for p in passes], **pipeline.describe()
+            consistency=passes[0].consistency, deblock=pipeline.deblocks(opts), stages=[asdict(p) for p in passes], **pipeline.describe()
         )
     report = EvalReport(settings)
     stems = output_stems([name for name, _ in images])

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from .errors import UsageError, is_int, is_real
 
 DEFAULT_STEPS = 25
@@ -38,6 +40,9 @@ class SamplingOptions:
     strength     the Diff-SR start as a share of T in (0, 1]; None: the per-scale default
     init         the image a strength < 1 start noises (``INITS``)
     consistency  back-projection iterations after sampling; None: the model's default
+    deblock      take the JPEG coding steps out of the input's 8 px block edges before it is
+                 enlarged (``srcli.deblock``); None: the model's default (on for a model trained
+                 on real-world degradations)
     """
 
     steps: Optional[int] = DEFAULT_STEPS
@@ -47,6 +52,7 @@ class SamplingOptions:
     strength: Optional[float] = None
     init: str = DEFAULT_INIT
     consistency: Optional[int] = None
+    deblock: Optional[bool] = None
 
     def __post_init__(self) -> None:
         if self.steps is not None and (not is_int(self.steps) or self.steps < 1):
@@ -64,11 +70,14 @@ class SamplingOptions:
             raise UsageError(f"unknown init {init!r} (choose {' or '.join(INITS)})")
         if self.consistency is not None and (not is_int(self.consistency) or self.consistency < 0):
             raise UsageError(f"consistency must be a whole number >= 0, got {self.consistency}")
+        if self.deblock is not None and not isinstance(self.deblock, (bool, np.bool_)):
+            raise UsageError(f"deblock must be True, False or None (the model's default), got {self.deblock!r}")
         # plain Python numbers from here on (numpy scalars or ints for floats would leak into JSON)
         normal = {
             "steps": None if self.steps is None else int(self.steps), "eta": float(self.eta),
             "temperature": float(self.temperature), "strength": None if self.strength is None else float(self.strength),
             "init": init, "consistency": None if self.consistency is None else int(self.consistency),
+            "deblock": None if self.deblock is None else bool(self.deblock),
         }
         for name, value in normal.items():
             object.__setattr__(self, name, value)

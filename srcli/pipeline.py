@@ -72,14 +72,15 @@ class SRPipeline(ModelRunner):
         per-scale default, consistency None the model's.  Scales beyond one pass run as a cascade
         (``passes``), each pass tiled on its own and handed on as a 16-bit image.  ``tile`` is the
         largest HR tile side in px (None: auto, 0: whole image); ``callback(done, total)`` counts
-        reverse steps over all passes (the total grows as each pass starts)."""
+        reverse steps over all passes (the total grows as each pass starts).  The input is JPEG
+        deblocked first as ``options.deblock`` says (``lr_input``)."""
         opts = SamplingOptions.of(options, **fields)
         passes = self.passes(scale, opts)
         check_tile(tile)
         check_tile_batch(tile_batch)
         sizes = cascade_sizes(image.size, scale, [p.scale for p in passes])
         progress = ChainedProgress(callback)
-        x = self.to_input(image.rgb)
+        x = self.lr_input(image.rgb, opts)
         for k, (step, size) in enumerate(zip(passes, sizes)):
             last = k + 1 == len(passes)
             rgb = self._tiled_pass(

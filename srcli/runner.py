@@ -15,6 +15,7 @@ from PIL import Image
 
 from .cascade import INTERMEDIATE_DTYPE, CascadePass, ChainedProgress, plan_note, plan_passes, stage_seed, strength_table
 from .checkpoint import load_checkpoint
+from .deblock import deblock
 from .device import CPU_CHANNELS_LAST, resolve_device, resolve_precision
 from .diffusion import NoiseFn, NoiseSchedule
 from .engine import DEFAULT_LR_UPSAMPLE, LR_UPSAMPLERS, Conditioned, super_resolve
@@ -86,6 +87,23 @@ class ModelRunner:
         of the output, so forcing the output to downscale to it would put the input's blur, noise
         and JPEG blocks back), else ``DEFAULT_CONSISTENCY``."""
         return 0 if self.info.get("degradation") == "real" else DEFAULT_CONSISTENCY
+
+    @property
+    def default_deblock(self) -> bool:
+        """Whether inputs are deblocked (``srcli.deblock``) when the options leave it open: the
+        checkpoint's ``info["deblock"]`` if set, else on for a model trained on real-world
+        degradations (its inputs are JPEGs) and off for the others."""
+        return bool(self.info.get("deblock", self.info.get("degradation") == "real"))
+
+    def deblocks(self, options: SamplingOptions) -> bool:
+        """Whether inputs run with ``options`` are deblocked (their None: ``default_deblock``)."""
+        return self.default_deblock if options.deblock is None else options.deblock
+
+    def lr_input(self, image: np.ndarray, options: SamplingOptions) -> torch.Tensor:
+        """An LR input (H, W, 3) uint8/uint16 as the model's input tensor (``to_input``), JPEG
+        deblocked first when ``deblocks(options)``: only the image a user gives, never a
+        cascade's intermediate image, which has no block grid."""
+        return self.to_input(deblock(image) if self.deblocks(options) else image)
 
     @property
     def scale_range(self) -> tuple[float, float]:
@@ -193,4 +211,5 @@ class ModelRunner:
             "lr_upsample": self.lr_upsample,
             "unet_margin": self.unet_margin,
             "default_consistency": self.default_consistency,
+            "default_deblock": self.default_deblock,
         }

@@ -19,6 +19,7 @@ from ..checkpoint import CheckpointError
 from ..cascade import CascadePass, stage_seed
 from ..errors import UsageError
 from ..fsutil import write_problem
+from ..options import SamplingOptions
 from ..pipeline import SRPipeline
 from .options import SEED_MAX, ThreadsOpt, apply_threads  # noqa: F401 - srcli/cli/train.py takes them from here
 
@@ -143,10 +144,10 @@ def progress_bar(enabled: Optional[bool] = None) -> Progress:
     )
 
 
-def run_settings(pipe: SRPipeline, passes: Sequence[CascadePass], seed: int, sampler: str) -> dict[str, Any]:
+def run_settings(pipe: SRPipeline, passes: Sequence[CascadePass], seed: int, options: SamplingOptions) -> dict[str, Any]:
     """The effective settings of a run, as every ``--json`` record states them: the model, the
     reverse steps actually run (all passes), the strength, init and back-projection actually used (first pass), the
-    seed, and each pass of a cascade with its own seed."""
+    seed, whether the input was deblocked, and each pass of a cascade with its own seed."""
     passes = [
         {
             "scale": s.scale, "steps": s.steps_run(pipe.schedule), "strength": s.strength, "init": s.init,
@@ -155,8 +156,9 @@ def run_settings(pipe: SRPipeline, passes: Sequence[CascadePass], seed: int, sam
         for k, s in enumerate(passes)
     ]
     return {
-        "model": pipe.source, "sampler": sampler, "seed": seed, "steps": sum(p["steps"] for p in passes),
-        "strength": passes[0]["strength"], "init": passes[0]["init"], "consistency": passes[0]["consistency"], "passes": passes,
+        "model": pipe.source, "sampler": options.sampler, "seed": seed, "steps": sum(p["steps"] for p in passes),
+        "strength": passes[0]["strength"], "init": passes[0]["init"], "consistency": passes[0]["consistency"],
+        "deblock": pipe.deblocks(options), "passes": passes,
     }
 
 

@@ -164,7 +164,7 @@ def eval_command(
         if json_out:
             emit_json({
                 "command": "eval", "input": str(hr_dir), "output": None if save_dir is None else str(save_dir),
-                **run_settings(pipe, passes, seed, options.sampler), "seconds": time.perf_counter() - started, **report.to_dict(),
+                **run_settings(pipe, passes, seed, options), "seconds": time.perf_counter() - started, **report.to_dict(),
             })
         else:
             Console(highlight=False).print(render_table(report))

@@ -209,7 +209,7 @@ def sample_diverse_command(
         passes = pipe.passes(scale, options)
         for s, sample in zip(result.seeds, result.samples):
             emit_json(json_record(
-                "sample-diverse", input, paths[s], sample, image, scale, started, **run_settings(pipe, passes, s, options.sampler),
+                "sample-diverse", input, paths[s], sample, image, scale, started, **run_settings(pipe, passes, s, options),
                 temperature=options.temperature, contact_sheet=str(sheet_path), sigma_map=str(sigma_path), mean_sigma=result.mean_sigma,
             ))
     else:
@@ -222,7 +222,7 @@ app.command("sample", help=reflow(SAMPLE_HELP), hidden=True)(sample_diverse_comm
 
 
 @app.command("interpolate", help=reflow(INTERP_HELP))
-@sampling_options(*DECODE_FLAGS, "consistency")
+@sampling_options(*DECODE_FLAGS, "consistency", "deblock")
 @model_options
 def interpolate_command(
     input: InputArg,

@@ -1,7 +1,7 @@
 """The options the commands share, as Typer parameter types, and two option sets, each added to a
 command by one decorator that hands the command one checked object instead of the flags:
-``sampling_options`` (--steps, --sampler, --eta, --temperature, --strength, --init, --consistency
--> ``SamplingOptions``) and ``model_options`` (--model, --weights, --device, --precision, --threads
+``sampling_options`` (--steps, --sampler, --eta, --temperature, --strength, --init, --consistency,
+--deblock -> ``SamplingOptions``) and ``model_options`` (--model, --weights, --device, --precision, --threads
 -> ``ModelSource``)."""
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ SAMPLING_PARAMS: dict[str, tuple[Any, Any, Any]] = {
     "consistency": (Optional[int], typer.Option(
         "--consistency",
         help="Back-projection iterations after sampling, which make the output downscale to the input (0 = the sampler's own output). Default: the model's (5; 0 for a model trained on real-world degradations).",
+        show_default=False,
+    ), None),
+    "deblock": (Optional[bool], typer.Option(
+        "--deblock/--no-deblock",
+        help="Deblock the input before enlarging it: take the JPEG coding steps out of its 8 px block edges (a codec-style filter). Default: the model's (on for real, off for clean).",
         show_default=False,
     ), None),
 }

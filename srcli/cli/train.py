@@ -115,7 +115,7 @@ _PARAM_FIELDS = {
     "encoder_lr_halve_every": "encoder_lr_halve_every", "ema_decay": "ema_decay", "grad_clip": "grad_clip",
     "schedule": "schedule", "seed": "seed", "save_every": "save_every", "val_every": "val_every",
     "val_steps": "val_steps", "degradation": "degradation", "clean_fraction": "clean_fraction",
-    "block_edge_weight": "block_edge_weight", "workers": "workers",
+    "block_edge_weight": "block_edge_weight", "deblock": "deblock", "workers": "workers",
     **dict.fromkeys(_ARCH_PARAMS, "model"),
 }
 # flags of this session only (not part of the run's config): given on resume, they are logged
@@ -173,6 +173,7 @@ def train_command(
     degradation: Annotated[str, typer.Option(help="How LR patches are made: bicubic (the clean protocol) or real (blur, noise, JPEG: srcli.degrade).")] = DEFAULTS.degradation,
     clean_fraction: Annotated[float, typer.Option(help="With --degradation real: the share of patches left plain bicubic, so clean inputs stay sharp (0-1).")] = DEFAULTS.clean_fraction,
     block_edge_weight: Annotated[float, typer.Option(help="Stage 1: weight of an extra L1 on the steps across the LR's 8 px JPEG block edges, so a real-world encoder learns to remove the grid (0: plain L1).")] = DEFAULTS.block_edge_weight,
+    deblock: Annotated[bool, typer.Option("--deblock", help="JPEG-deblock every LR patch (srcli.deblock) as the shipped model will deblock its inputs; the model then deblocks by default.")] = DEFAULTS.deblock,
     init_from: Annotated[
         Optional[Path], typer.Option(help="Fine-tune: start a new run from all the weights (encoder and noise predictor) of this checkpoint, same architecture.")
     ] = None,
@@ -237,7 +238,7 @@ def train_command(
         grad_clip=grad_clip, ema_decay=ema_decay, scales=scales, schedule=schedule, seed=seed,
         save_every=save_every, val_every=val_every, val_steps=val_steps, model=model_cfg,
         degradation=degradation, clean_fraction=clean_fraction, init_from=str(init_from) if init_from else None,
-        block_edge_weight=block_edge_weight, workers=workers,
+        block_edge_weight=block_edge_weight, deblock=deblock, workers=workers,
     )
     changes: list[str] = []
     if resume:  # the run's own config wins; flags given now may only change how it goes on

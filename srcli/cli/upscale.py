@@ -260,10 +260,12 @@ def _process(job: Job, src: Path, dst: Path, name: str, on_step) -> dict[str, An
             settings["temperature"] = job.options.temperature
         if job.options.eta:
             settings["eta"] = job.options.eta
+        if job.pipe.deblocks(job.options):
+            settings["deblock"] = True
         fp = fingerprint(file_digest(src), job.model_digest, settings)
         facts = {
             **record, "size": [out_size[1], out_size[0]], "input_size": [image.size[1], image.size[0]], "scale": scale,
-            **run_settings(job.pipe, passes, seed, job.options.sampler),
+            **run_settings(job.pipe, passes, seed, job.options),
         }
         complete = is_complete_image(dst, out_size)
         if complete and not job.overwrite and note_fingerprint(read_note(dst)) == fp:

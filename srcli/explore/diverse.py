@@ -64,7 +64,7 @@ def sample_diverse(
     passes = pipe.passes(scale, opts)
     lr = rgb8(image)
     sizes = cascade_sizes(lr.shape[:2], scale, [p.scale for p in passes])
-    x_lr = pipe.to_input(lr)
+    x_lr = pipe.lr_input(lr, opts)
     seeds = [seed + i for i in range(n)]
     sr = pipe.sr_cascade(x_lr, passes, sizes, seeds, opts, callback=stage_callback(callback, "samples"))
     samples = to_uint8_list(sr)

@@ -67,7 +67,7 @@ def latent_interpolation(
     if seeds is not None and pair is not None:
         raise UsageError("give either seeds or a pair of SR images, not both")
     lr = rgb8(image)
-    x_lr = pipe.to_input(lr)
+    x_lr = pipe.lr_input(lr, opts)
     if pair is not None:
         a, b = rgb8(pair[0], "first SR image"), rgb8(pair[1], "second SR image")
         if a.shape != b.shape:

@@ -39,6 +39,7 @@ class TrainConfig:
     degradation: str = "bicubic"  # how LR patches are made: the protocol's bicubic or "real" (srcli.degrade)
     clean_fraction: float = 0.0  # with degradation "real": the share of patches left plain bicubic
     block_edge_weight: float = 0.0  # stage 1: weight of the L1 on the steps across JPEG block edges
+    deblock: bool = False  # LR patches JPEG deblocked (srcli.deblock), as the shipped model's inputs will be
     init_from: Optional[str] = None  # a checkpoint whose encoder and noise predictor a fine-tune starts from
     workers: int = 0  # DataLoader worker processes making patches (0: in the training process)
     model: ModelConfig = field(default_factory=ModelConfig)

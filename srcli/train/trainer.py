@@ -51,7 +51,8 @@ class Trainer:
         self.model = SRDiffModel(cfg.model).to(self.device)
         self.schedule = NoiseSchedule.named(cfg.schedule, cfg.model.timesteps)
         self.sampler = PatchSampler(cfg.data, cfg.patch, cfg.scales, seed=cfg.seed, log=log,
-                                    degradation=cfg.degradation, clean_fraction=cfg.clean_fraction)
+                                    degradation=cfg.degradation, clean_fraction=cfg.clean_fraction,
+                                    deblock_lr=cfg.deblock)
         self.done = {"encoder": 0, "diffusion": 0}  # steps taken in each stage
         self.ema = EMA(self.model.denoise_fn, cfg.ema_decay)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
@@ -92,6 +93,8 @@ class Trainer:
             "train": {k: v for k, v in self.cfg.to_dict().items() if k not in ("model", "state_dir")},
             "world_size": self.world,
             "degradation": self.cfg.degradation,
+            # trained on deblocked inputs: the model deblocks its inputs (else its default stands)
+            **({"deblock": True} if self.cfg.deblock else {}),
         }
 
     def shipped_model(self) -> SRDiffModel:

@@ -1,0 +1,185 @@
+"""The JPEG deblocking filter (srcli.deblock) and where it runs: on the real model's inputs by
+default, --deblock/--no-deblock, the JSON record and the output fingerprint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from srcli.cli import app
+from srcli.deblock import EDGE_LEVELS, deblock
+from srcli.metrics import block_grid
+from srcli.ops import tensor_to_uint8
+
+from conftest import gradient_image
+
+
+def flat_with_step(step: int, at: int, size: int = 24, base: int = 100, dtype=np.uint8) -> np.ndarray:
+    """A flat (size, size, 3) image whose columns from ``at`` on are ``step`` levels brighter."""
+    img = np.full((size, size, 3), base, dtype=np.float64)
+    img[:, at:] += step
+    peak = np.iinfo(dtype).max
+    return (img * (peak / 255.0)).round().astype(dtype)
+
+
+def test_a_step_on_a_block_edge_loses_its_excess_half_from_each_side():
+    out = deblock(flat_with_step(8, at=8))  # the step between pixels 7 and 8: a block edge
+    row = out[5, :, 0].astype(int)
+    assert row.tolist() == [100] * 7 + [104, 104] + [108] * 15  # only the two pixels beside the edge move
+    assert (out == out[:1]).all()  # every row alike; the horizontal edges had nothing to do
+
+
+def test_the_excess_is_over_the_neighbouring_steps():
+    img = np.full((24, 24, 3), 100.0)
+    img[:, 7:] += 2  # a soft edge: steps of 2 at x 6|7 and 8|9 around a step of 10 at the block edge 7|8
+    img[:, 8:] += 10
+    img[:, 9:] += 2
+    out = deblock(img.astype(np.uint8))[0, :, 0].astype(int)
+    # excess 10 - (2 + 2) / 2 = 9: pixel 7 gains 4.5, pixel 8 loses 4.5 (rounded half to even)
+    assert out[5:11].tolist() == [100, 100, 102 + 4, 112 - 4, 114, 114]
+
+
+def test_a_large_step_is_an_edge_of_the_picture_and_stays():
+    img = flat_with_step(int(EDGE_LEVELS) + 4, at=8)
+    assert np.array_equal(deblock(img), img)
+
+
+def test_steps_away_from_the_block_edges_are_untouched():
+    img = flat_with_step(8, at=5)  # between pixels 4 and 5: inside the first block
+    assert np.array_equal(deblock(img), img)
+
+
+def test_an_image_of_one_block_has_no_edges_to_soften():
+    img = flat_with_step(8, at=4, size=8)
+    assert np.array_equal(deblock(img), img)
+
+
+def test_sixteen_bit_input_is_filtered_in_its_own_levels():
+    out8 = deblock(flat_with_step(8, at=8))
+    out16 = deblock(flat_with_step(8, at=8, dtype=np.uint16))
+    assert out16.dtype == np.uint16
+    assert np.abs(out16.astype(float) / 257 - out8).max() <= 0.5
+
+
+def test_deblocking_a_blocky_input_lowers_its_grid_measure():
+    rng = np.random.default_rng(0)
+    offsets = np.kron(rng.normal(0, 3, (8, 8)), np.ones((8, 8)))  # a per-block offset of an 8 px grid
+    img = np.clip(gradient_image(64, 64, slopes=(0.3, 0.2, 0.1), noise=1.0).astype(float) + offsets[..., None], 0, 255).astype(np.uint8)
+    before, after = block_grid(img, 1.0), block_grid(deblock(img), 1.0)
+    assert before > 1.5 and after < 1.2
+
+
+def test_deblock_refuses_what_is_not_an_image():
+    with pytest.raises(ValueError):
+        deblock(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError):
+        deblock(np.zeros((8, 8), np.uint8))
+
+
+@pytest.fixture
+def real_checkpoint(tiny_checkpoint):
+    from srcli.checkpoint import update_info
+
+    update_info(tiny_checkpoint, degradation="real")
+    return tiny_checkpoint
+
+
+def test_the_real_model_deblocks_its_input_by_default_and_the_clean_one_does_not(tiny_checkpoint):
+    from srcli.checkpoint import update_info
+    from srcli.pipeline import SRPipeline
+
+    lr = gradient_image(24, 24, seed=1)
+    clean = SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
+    assert clean.default_deblock is False
+    raw = clean.upscale(lr, scale=4, steps=2, seed=0, output="numpy")
+    assert np.array_equal(clean.upscale(lr, scale=4, steps=2, seed=0, output="numpy", deblock=False), raw)
+    forced = clean.upscale(lr, scale=4, steps=2, seed=0, output="numpy", deblock=True)
+    assert np.array_equal(forced, clean.upscale(deblock(lr), scale=4, steps=2, seed=0, output="numpy"))
+    assert not np.array_equal(forced, raw)
+    update_info(tiny_checkpoint, degradation="real")
+    real = SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu")
+    assert real.default_deblock is True and real.describe()["default_deblock"] is True
+    deblocked_by_hand = real.upscale(deblock(lr), scale=4, steps=2, seed=0, output="numpy", deblock=False)
+    assert np.array_equal(real.upscale(lr, scale=4, steps=2, seed=0, output="numpy"), deblocked_by_hand)
+    update_info(tiny_checkpoint, deblock=False)  # a checkpoint may say otherwise
+    assert SRPipeline.from_pretrained(str(tiny_checkpoint), device="cpu").default_deblock is False
+
+
+def test_a_cascade_deblocks_only_the_given_input(real_checkpoint):
+    from srcli.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(str(real_checkpoint), device="cpu")
+    lr = gradient_image(16, 16, seed=2)
+    assert len(pipe.passes(8.0)) == 2
+    by_hand = pipe.upscale(deblock(lr), scale=8, steps=2, seed=0, output="numpy", deblock=False)
+    assert np.array_equal(pipe.upscale(lr, scale=8, steps=2, seed=0, output="numpy"), by_hand)
+
+
+def test_diverse_samples_are_the_upscales_of_the_deblocked_input(real_checkpoint):
+    from srcli.explore import sample_diverse
+    from srcli.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(str(real_checkpoint), device="cpu")
+    lr = gradient_image(24, 24, seed=3)
+    result = sample_diverse(pipe, lr, n=2, scale=4, seed=5, steps=2, output="numpy")
+    assert np.array_equal(result.lr, lr)  # the input as given
+    for k, sample in enumerate(result.samples):
+        assert np.array_equal(sample, pipe.upscale(lr, scale=4, seed=5 + k, tile=0, steps=2, strength=1.0, output="numpy"))
+    raw = sample_diverse(pipe, lr, n=1, scale=4, seed=5, steps=2, output="numpy", strength=1.0, deblock=False)
+    assert not np.array_equal(raw.samples[0], result.samples[0])
+
+
+def test_cli_deblock_flags_reach_the_record_and_the_fingerprint(tmp_path, real_checkpoint):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray(gradient_image(24, 24, seed=4)).save(src)
+    runner = CliRunner()
+    base = ["upscale", str(src), "--weights", str(real_checkpoint), "--scale", "4", "--steps", "2", "--json", "-o", str(tmp_path / "out.png")]
+    first = runner.invoke(app, base)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout.splitlines()[-1])["deblock"] is True
+    again = runner.invoke(app, [*base, "--no-deblock"])
+    assert again.exit_code == 0, again.output
+    record = json.loads(again.stdout.splitlines()[-1])
+    assert record["deblock"] is False and record["status"] == "ok" and record["redone"] is True
+
+
+def test_training_patches_can_be_deblocked_as_the_model_will_see_them(tmp_path):
+    from PIL import Image
+
+    from srcli.data import PatchSampler
+
+    for i in range(2):
+        Image.fromarray(gradient_image(96, 96, seed=i, noise=12.0)).save(tmp_path / f"p{i}.png")
+    plain = PatchSampler(tmp_path, patch=64, degradation="real", clean_fraction=0.5, seed=7).batch(3, scale=4.0)
+    deblocked = PatchSampler(tmp_path, patch=64, degradation="real", clean_fraction=0.5, seed=7, deblock_lr=True).batch(3, scale=4.0)
+    assert torch.equal(plain.hr, deblocked.hr)  # the same draws: only the LR differs
+    for k in range(3):
+        lr = tensor_to_uint8(plain.lr[k : k + 1])
+        assert np.array_equal(tensor_to_uint8(deblocked.lr[k : k + 1]), deblock(lr))
+
+
+def test_train_deblock_is_recorded_and_makes_the_model_deblock(tmp_path, tiny_checkpoint):
+    from PIL import Image
+
+    from srcli.checkpoint import load_checkpoint
+    from srcli.pipeline import SRPipeline
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(96, 96, seed=i, noise=12.0)).save(data / f"p{i}.png")
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--data", str(data), "--out", str(out), "--state-dir", str(tmp_path / "state"), "--deblock",
+            "--init-from", str(tiny_checkpoint), "--encoder-steps", "1", "--steps", "1", "--batch", "2", "--patch", "32",
+            "--save-every", "1", "--val-every", "1000"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    _, _, info = load_checkpoint(out)
+    assert info["train"]["deblock"] is True and info["deblock"] is True
+    assert SRPipeline.from_pretrained(str(out), device="cpu").default_deblock is True  # though trained on bicubic LR
