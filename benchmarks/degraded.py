@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+import numpy as np
+
 import _common as c
 
 PROTOCOLS = ("bicubic", "real")
@@ -35,6 +37,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
     args = p.parse_args()
     from srcli.evaluate import SRCLI, evaluate_folder
+    from srcli.metrics import block_grid_at_input_scale
 
     folder = c.split_folder(p, args, args.split)
     threads = c.setup(args)
@@ -61,8 +64,13 @@ def main() -> None:
             runs = [(None, None), (None, not pipe.default_deblock)] + [(s_, None) for s_ in strengths[1:]]
             for strength, deblock in runs:
                 first = strength is None and deblock is None
+                coarse: dict[str, list[float]] = {}  # block_grid_at_input_scale per method (real-world protocol)
+
+                def on_output(name: str, method: str, out: np.ndarray, hr: np.ndarray) -> None:
+                    coarse.setdefault(method, []).append(block_grid_at_input_scale(out, args.scale))
+
                 report = evaluate_folder(folder, pipe, strength=strength, deblock=deblock, baselines=baselines if first else [],
-                                         **common)
+                                         on_output=on_output if protocol == "real" else None, **common)
                 if report.failed:
                     raise SystemExit(f"could not evaluate: {report.failed}")
                 for method, s in report.mean().items():
@@ -74,7 +82,9 @@ def main() -> None:
                     else:
                         label, used = ("bicubic" if method == "bicubic" else f"{name} model, encoder only"), "-"
                     row = {"protocol": protocol, "method": label, "strength": used, "psnr_y": s.psnr_y, "ssim_y": s.ssim_y,
-                           "block_grid": s.block_grid, "lr_psnr": s.lr_psnr, "seconds": s.seconds,
+                           "block_grid": s.block_grid,
+                           "block_grid_input_scale": float(np.mean(coarse[method])) if method in coarse else None,
+                           "lr_psnr": s.lr_psnr, "seconds": s.seconds,
                            "images": len(report.images)}
                     rows.append(row)
                     print(row, flush=True)
@@ -95,8 +105,13 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any], args: Any, elapse
                  else f"Real-world protocol (srcli.degrade LR, degradation seed {args.degradation_seed})")
         out.append(f"#### {title}\n\n")
         table = [[r["method"], r["strength"], c.fmt(r["psnr_y"], 2), c.fmt(r["ssim_y"], 4),
-                  c.fmt(r["block_grid"], 2), c.fmt(r["seconds"], 2)] for r in rows if r["protocol"] == protocol]
-        out.append(c.md_table(["method", "strength", "PSNR-Y (dB)", "SSIM-Y", "block grid", "s / image"], table) + "\n")
+                  c.fmt(r["block_grid"], 2), c.fmt(r.get("block_grid_input_scale"), 2), c.fmt(r["seconds"], 2)]
+                 for r in rows if r["protocol"] == protocol]
+        out.append(c.md_table(["method", "strength", "PSNR-Y (dB)", "SSIM-Y", "block grid", "grid at input scale", "s / image"], table)
+                   + "\n")
+    out.append("Block grid: `srcli.metrics.block_grid` (one output step per grid line); grid at input scale: "
+               "`block_grid_at_input_scale` (steps between the output pixels at the centres of neighbouring input pixels), "
+               "the cross-check a filter on the output's grid lines cannot move. 1.0 = no grid.\n\n")
     out.append("Default settings JPEG-deblock the real model's input (`--deblock`, `srcli.deblock`) and not the clean model's; "
                "the rows marked deblocked / not deblocked flip that.\n\n")
     out.append(f"Command: `{c.command_line()}` ({elapsed / 60:.1f} min)\n")

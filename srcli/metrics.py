@@ -131,6 +131,27 @@ def block_grid(sr: np.ndarray, scale: float, block: int = JPEG_BLOCK) -> float:
     return float(on_mean / off_mean) if off_mean > 0 else 1.0
 
 
+def block_grid_at_input_scale(sr: np.ndarray, scale: float, block: int = JPEG_BLOCK) -> float:
+    """``block_grid`` read at the scale of the input: the mean |Y difference| between the output
+    pixels at the centres of neighbouring LR pixels across the LR's ``block``-px edges, over the
+    same elsewhere.  A filter that flattens only the one output step on each grid line cannot move
+    it; a block offset drawn as a band a few pixels wide shows in it.  1.0: no grid."""
+    y = rgb_to_y(sr)
+    on, off = [], []
+    for axis in (1, 0):
+        n = y.shape[axis]
+        n_lr = max(1, int(round(n / scale)))
+        centres = np.clip(np.round((np.arange(n_lr) + 0.5) * scale - 0.5).astype(int), 0, n - 1)
+        steps = np.abs(np.diff(np.take(y, centres, axis=axis), axis=axis))
+        edge = np.arange(1, n_lr) % block == 0  # step j - 1 -> j with j a multiple of block
+        on.append(np.compress(edge, steps, axis=axis).ravel())
+        off.append(np.compress(~edge, steps, axis=axis).ravel())
+    on_all, off_all = np.concatenate(on), np.concatenate(off)
+    if on_all.size == 0 or off_all.size == 0 or off_all.mean() == 0:
+        return 1.0
+    return float(on_all.mean() / off_all.mean())
+
+
 def diversity_sigma(samples: Sequence[np.ndarray]) -> float:
     """Mean over pixels and channels of the per-pixel standard deviation (0-255) across samples
     (population std, ddof=0); 0 for fewer than two samples."""

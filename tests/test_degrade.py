@@ -161,6 +161,42 @@ def test_block_grid_finds_steps_on_the_scaled_grid():
     assert block_grid(np.clip(stepped, 0, 255).astype(np.uint8), 2.5) < 1.5  # not on a 20-px grid
 
 
+
+def test_the_input_scale_grid_sees_bands_that_a_one_step_filter_hides():
+    from srcli.metrics import block_grid_at_input_scale
+
+    rng = np.random.default_rng(1)
+    texture = rng.normal(128, 4, (128, 128, 3))
+    assert block_grid_at_input_scale(np.clip(texture, 0, 255).astype(np.uint8), 4.0) == pytest.approx(1.0, abs=0.15)
+    # each 32 px block (8 LR px at 4x) its own level, reached over a ramp 8 px wide centred on the edge
+    level = np.kron(rng.choice([0.0, 12.0], (4, 4)), np.ones((32, 32)))
+    ramp = np.clip((np.arange(-8, 8) + 0.5) / 8 + 0.5, 0, 1)
+    for axis in (0, 1):
+        for k in range(1, 4):
+            lo, hi = 32 * k - 8, 32 * k + 8
+            a = np.take(level, [lo - 1], axis=axis)
+            b = np.take(level, [hi], axis=axis)
+            shape = [1, 1]
+            shape[axis] = 16
+            band = a + (b - a) * ramp.reshape(shape)
+            if axis == 0:
+                level[lo:hi] = band
+            else:
+                level[:, lo:hi] = band
+    banded = np.clip(texture + level[..., None], 0, 255).astype(np.uint8)
+    flattened = banded.astype(np.float64)
+    for axis in (1, 0):  # make the one step across each edge the mean of its neighbours, moving 2 pixels
+        v = np.moveaxis(flattened, axis, 0)
+        for i in (31, 63, 95):
+            excess = (v[i + 1] - v[i]) - 0.5 * ((v[i] - v[i - 1]) + (v[i + 2] - v[i + 1]))
+            v[i] += excess / 2
+            v[i + 1] -= excess / 2
+    flattened = np.clip(flattened, 0, 255).astype(np.uint8)
+    assert block_grid_at_input_scale(banded, 4.0) > 1.3
+    assert block_grid_at_input_scale(flattened, 4.0) > 1.3  # the bands are still there
+    assert block_grid(flattened, 4.0) < block_grid(banded, 4.0)
+
+
 # -- where the degradation plugs in -------------------------------------------------------------------
 def test_patch_sampler_real_degradation_resumes_exactly(tmp_path):
     from PIL import Image
