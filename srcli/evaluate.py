@@ -88,8 +88,10 @@ def interpolate(lr: np.ndarray, size: tuple[int, int], method: str) -> np.ndarra
     return np.asarray(Image.fromarray(lr).resize(size, INTERPOLATION_BASELINES[method]))
 
 
-def _encoder_output(pipeline: SRPipeline, lr: np.ndarray, hr_hw: tuple[int, int]) -> np.ndarray:
-    x = pipeline.to_input(lr)
+def _encoder_output(pipeline: SRPipeline, lr: np.ndarray, hr_hw: tuple[int, int], options: SamplingOptions) -> np.ndarray:
+    """The ``encoder`` baseline: the RRDB's regression output of the input as the model takes it
+    (deblocked when ``options`` or the model's default say so, as ``upscale`` does)."""
+    x = pipeline.lr_input(lr, options)
     with pipeline.inference():
         return tensor_to_uint8(pipeline.model.rrdb(x, hr_hw))
 
@@ -222,7 +224,7 @@ def evaluate_images(
         for method in baselines:
             start = time.perf_counter()
             if method == "encoder":
-                out = _encoder_output(pipeline, lr, (size[1], size[0]))
+                out = _encoder_output(pipeline, lr, (size[1], size[0]), opts)
             else:
                 out = interpolate(lr, size, method)
             result.scores[method] = score(out, hr, lr, scale, time.perf_counter() - start, grid)

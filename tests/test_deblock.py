@@ -183,3 +183,16 @@ def test_train_deblock_is_recorded_and_makes_the_model_deblock(tmp_path, tiny_ch
     _, _, info = load_checkpoint(out)
     assert info["train"]["deblock"] is True and info["deblock"] is True
     assert SRPipeline.from_pretrained(str(out), device="cpu").default_deblock is True  # though trained on bicubic LR
+
+
+def test_the_encoder_baseline_sees_the_input_as_the_model_takes_it(real_checkpoint):
+    from srcli.evaluate import evaluate_images
+    from srcli.pipeline import SRPipeline
+
+    pipe = SRPipeline.from_pretrained(str(real_checkpoint), device="cpu")
+    hr = gradient_image(96, 96, seed=6, noise=12.0)
+    outs: dict[bool, np.ndarray] = {}
+    for on in (True, False):
+        evaluate_images([("a.png", hr)], pipe, scale=4, baselines=["encoder"], steps=1, degradation="real", deblock=on,
+                        on_output=lambda name, method, out, _hr, on=on: outs.__setitem__(on, out) if method == "encoder" else None)
+    assert outs[True].shape == outs[False].shape == hr.shape and not np.array_equal(outs[True], outs[False])

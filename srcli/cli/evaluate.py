@@ -30,7 +30,7 @@ upscaled by srcli and by the baselines, and scored against the HR crop: PSNR and
 channel with a ceil(scale) border, LR-PSNR (consistency with the input) and, with --samples K > 1,
 the diversity sigma.  Times are seconds per image (per sample for srcli).  Sample k uses seed
 SEED+k.  Scales beyond the model's range run as the cascade of srcli upscale; --strength and
---init default as there.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output).
+--init default as there.  Baselines: {', '.join(BASELINES)} (encoder = the checkpoint's RRDB regression output of the input as srcli takes it, deblocked when srcli deblocks it).
 
 Examples:
 
