@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imageio import ImageReadError, list_images, load_rgb8
 from .deblock import deblock
 from .degrade import make_lr
+from .imageio import ImageReadError, list_images, load_rgb8
 from .ops import uint8_to_tensor
 
 

@@ -196,3 +196,12 @@ def test_the_encoder_baseline_sees_the_input_as_the_model_takes_it(real_checkpoi
         evaluate_images([("a.png", hr)], pipe, scale=4, baselines=["encoder"], steps=1, degradation="real", deblock=on,
                         on_output=lambda name, method, out, _hr, on=on: outs.__setitem__(on, out) if method == "encoder" else None)
     assert outs[True].shape == outs[False].shape == hr.shape and not np.array_equal(outs[True], outs[False])
+
+
+def test_a_deblock_option_that_is_not_a_switch_is_a_usage_error():
+    from srcli.options import SamplingOptions
+    from srcli.pipeline import UsageError
+
+    with pytest.raises(UsageError, match="deblock must be"):
+        SamplingOptions(deblock="yes")
+    assert SamplingOptions(deblock=np.bool_(True)).deblock is True  # normalised to a plain bool
