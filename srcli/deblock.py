@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import JPEG_BLOCK
+from .metrics import JPEG_BLOCK, block_edge_steps
 
 EDGE_LEVELS = 16.0  # an excess step this large (0-255 scale) is taken for an edge of the picture
 
@@ -36,8 +36,9 @@ def deblock(rgb: np.ndarray, block: int = JPEG_BLOCK) -> np.ndarray:
     x = rgb.astype(np.float32)
     for axis in (1, 0):  # vertical block edges (steps along x) first, then horizontal ones
         n = x.shape[axis]
-        # the step i lies between pixels i and i + 1; its neighbours need pixels i - 1 and i + 2
-        lines = np.arange(block - 1, n - 2, block)
+        # the steps across the block edges (metrics.block_edge_steps at scale 1); step i lies between
+        # pixels i and i + 1, and its neighbouring steps need pixels i - 1 and i + 2
+        lines = np.array([i for i in block_edge_steps(n, 1.0, block) if i + 2 < n], dtype=np.intp)
         if lines.size == 0:
             continue
         view = np.moveaxis(x, axis, 0)  # a view: writes land in x

@@ -56,14 +56,16 @@ def mish(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     dst = src if inplace else _flat(out)
     n = src.numel()
     size = max(1, min(n, _MISH_CHUNK))
-    xb, p, d = (torch.empty(size) for _ in range(3))
-    one, two = torch.ones(()), torch.full((), 2.0)
     upcast = x.dtype != torch.float32
+    p, d = torch.empty(size), torch.empty(size)
+    xb = torch.empty(size) if upcast else None  # the float32 copy of a bf16 chunk
+    one, two = torch.ones(()), torch.full((), 2.0)
     for start in range(0, n, size):
         m = min(size, n - start)
         xs, ds = src[start:start + m], dst[start:start + m]
         if m < size:
-            xb, p, d = xb[:m], p[:m], d[:m]
+            p, d = p[:m], d[:m]
+            xb = xb[:m] if upcast else None
         xf = xb.copy_(xs) if upcast else xs
         torch.sigmoid(xf, out=p)
         torch.lerp(two, p, p, out=d)  # 2 - v
