@@ -9,12 +9,12 @@ default strength of the scale from its default start image, the encoder's regres
 (``pipeline.DEFAULT_STRENGTH``, filled from strength_sweep.py), and the same from the bicubic image
 (Diff-SR's start, ``--init bicubic``); and
 the same rows at 8x, which runs as a cascade (4x, then 2x with half the steps).  Every number is
-``srcli.evaluate`` on the 10 crops of 256x256 (25 ddpm steps, seed 0, the metrics of
+``srcli.evaluate`` on the 10 crops of 256x256 (the default 20 ddpm steps, seed 0, the metrics of
 docs/protocol.md).  Where the default strength of every pass is 1.0 the srcli rows are one run.
 
 Cost with the shipped c=32 model (~0.25 s per U-Net step at 256x256 on 2 idle cores): full strength
-is 10 crops x 25 steps = ~65 s per scale, a default strength F about F times that; 8x is ~50 s per
-strength (25 steps at 128x128, then 12 at 256x256).  About 5 min with the table at 1.0, ~8 min with
+is 10 crops x 20 steps = ~50 s per scale, a default strength F about F times that; 8x is ~40 s per
+strength (20 steps at 128x128, then 10 at 256x256).  About 5 min with the table at 1.0, ~8 min with
 strengths around 0.5.
 """
 
@@ -32,7 +32,7 @@ FULL, DEFAULT, DIFFSR = "srcli, strength 1", "srcli, default strength", "srcli, 
 
 def main() -> None:
     p = c.parser(__doc__, splits=["val"])
-    p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default: the pipeline's, 25)")
+    p.add_argument("--steps", type=int, default=None, help="ddpm steps of a full-strength run (default: the pipeline's, 20)")
     p.add_argument("--limit", type=int, default=None, help="use the first N crops only")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
