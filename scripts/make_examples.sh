@@ -56,7 +56,8 @@ pictures = {
 }
 for name, src in pictures.items():
     Image.open(src).convert("RGB").save(out / name, quality=85)
-mean_sigma = json.loads((work / "samples.json").read_text())["mean_sigma"]
+records = [json.loads(line) for line in (work / "samples.json").read_text().splitlines() if line.strip()]
+mean_sigma = records[0]["mean_sigma"]  # one record per sample (docs/json.md), each with the whole set's sigma
 total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
 print(f"mean sigma {mean_sigma:.2f}; {out}/ holds {total / 1e6:.2f} MB")
 PY
