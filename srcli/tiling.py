@@ -116,10 +116,20 @@ class Tile:
     x: Span
 
 
+# HR px of overlap between tiles at most (a quarter of a smaller tile): the canvas blends the tiles'
+# predictions at every step, so a wide overlap buys no agreement, only network work
+MAX_TILE_OVERLAP = 128
+
+
+def tile_overlap(tile: int) -> int:
+    """HR px by which neighbouring tiles overlap: a quarter of ``tile``, at most ``MAX_TILE_OVERLAP``."""
+    return min(tile // 4, MAX_TILE_OVERLAP)
+
+
 def plan_tiles(lr_size: tuple[int, int], hr_size: tuple[int, int], tile: int, overlap: Optional[int] = None) -> list[Tile]:
     """Balanced tiles (``plan_axis``) in row-major order covering ``hr_size``; ``overlap`` defaults
-    to a quarter of ``tile``."""
-    overlap = tile // 4 if overlap is None else overlap
+    to ``tile_overlap(tile)``."""
+    overlap = tile_overlap(tile) if overlap is None else overlap
     rows = plan_axis(lr_size[0], hr_size[0], tile, overlap)
     cols = plan_axis(lr_size[1], hr_size[1], tile, overlap)
     return [Tile(r, c) for r in rows for c in cols]
