@@ -105,12 +105,14 @@ def lr_psnr(sr: np.ndarray, lr: np.ndarray) -> float:
 JPEG_BLOCK = 8
 
 
-def block_edge_steps(n_pixels: int, scale: float, block: int = JPEG_BLOCK) -> list[int]:
+def block_edge_steps(n_pixels: int, scale: float, block: int = JPEG_BLOCK, offset: int = 0) -> list[int]:
     """The one-pixel steps of an output axis of ``n_pixels`` that straddle the LR's JPEG block edges
-    (the LR's multiples of ``block`` px, times ``scale``): indices i of the steps between pixels i
-    and i + 1, in order.  ``block_grid`` reads these steps; the block-edge training loss matches them."""
-    count = int(n_pixels / (block * scale))
-    steps = sorted({round(k * block * scale) - 1 for k in range(1, count + 1)})
+    (the LR's multiples of ``block`` px, shifted by ``offset`` px for a grid that does not start at
+    the top-left, times ``scale``): indices i of the steps between pixels i and i + 1, in order.
+    ``block_grid`` reads these steps; the block-edge training loss matches them."""
+    n_lr = n_pixels / scale
+    edges = (offset % block + k * block for k in range(int(n_lr // block) + 2))
+    steps = sorted({round(e * scale) - 1 for e in edges if 0 < e < n_lr + 1e-9})
     return [i for i in steps if 0 <= i < n_pixels - 1]
 
 

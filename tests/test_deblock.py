@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from srcli.cli import app
-from srcli.deblock import EDGE_LEVELS, deblock
-from srcli.metrics import block_grid
+from srcli.deblock import EDGE_LEVELS, MIN_FIND_PX, deblock, grid_offsets
+from srcli.metrics import block_edge_steps, block_grid
 from srcli.ops import tensor_to_uint8
 
 from conftest import gradient_image
@@ -24,6 +24,25 @@ def flat_with_step(step: int, at: int, size: int = 24, base: int = 100, dtype=np
     img[:, at:] += step
     peak = np.iinfo(dtype).max
     return (img * (peak / 255.0)).round().astype(dtype)
+
+
+def smooth_field(size: int, seed: int = 0) -> np.ndarray:
+    """A smooth random colour field (low frequencies only, 8-bit), no grid of any kind."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(40, 216, (size // 16 + 2, size // 16 + 2, 3), dtype=np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC))
+
+
+def jpeg(rgb: np.ndarray, quality: int = 20) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def test_a_step_on_a_block_edge_loses_its_excess_half_from_each_side():
@@ -205,3 +224,41 @@ def test_a_deblock_option_that_is_not_a_switch_is_a_usage_error():
     with pytest.raises(UsageError, match="deblock must be"):
         SamplingOptions(deblock="yes")
     assert SamplingOptions(deblock=np.bool_(True)).deblock is True  # normalised to a plain bool
+
+
+def test_block_edges_can_start_anywhere_in_the_first_block():
+    assert block_edge_steps(40, 1.0) == [7, 15, 23, 31]
+    assert block_edge_steps(40, 1.0, offset=3) == [2, 10, 18, 26, 34]
+    assert block_edge_steps(40, 1.0, offset=8) == block_edge_steps(40, 1.0)
+    assert block_edge_steps(40, 2.0, offset=3) == [5, 21, 37]
+
+
+def test_the_grid_of_a_cropped_jpeg_is_found_where_it_lies():
+    """A JPEG cropped 3 rows and 5 columns in from its top-left has its blocks' edges between pixels
+    8k + 4 | 8k + 5 down and 8k + 2 | 8k + 3 across: offsets 5 and 3."""
+    blocky = jpeg(smooth_field(176) + np.random.default_rng(1).integers(0, 6, (176, 176, 3), dtype=np.uint8))
+    assert grid_offsets(blocky) == (0, 0)
+    cropped = np.ascontiguousarray(blocky[3:3 + 160, 5:5 + 160])
+    assert grid_offsets(cropped) == (5, 3)
+    # deblocking at the found grid lowers the grid measure read there; at the top-left it does not
+    at_grid = lambda img: block_grid(img[5:, 3:], 1.0)  # noqa: E731
+    assert at_grid(deblock(cropped)) < at_grid(cropped) - 0.05
+    assert at_grid(deblock(cropped, offsets=(0, 0))) > at_grid(deblock(cropped)) + 0.05
+
+
+def test_without_a_grid_that_stands_out_the_grid_is_taken_at_the_top_left():
+    """No grid at all, and an axis too short to find one: offset 0, as a JPEG file decodes."""
+    clean = smooth_field(160)
+    assert grid_offsets(clean) == (0, 0)
+    assert grid_offsets(clean.astype(np.uint16) * 257) == (0, 0)
+    blocky = jpeg(smooth_field(176) + np.random.default_rng(1).integers(0, 6, (176, 176, 3), dtype=np.uint8))
+    short = np.ascontiguousarray(blocky[3 : 3 + MIN_FIND_PX - 8, 5 : 5 + 160])  # too few blocks down
+    assert grid_offsets(short) == (0, 3)  # each axis on its own
+    assert np.array_equal(deblock(short), deblock(short, offsets=(0, 3)))
+
+
+def test_deblock_at_given_offsets_moves_the_steps_there_only():
+    img = flat_with_step(8, at=11)  # a step between columns 10 and 11: a grid at offset 3
+    out = deblock(img, offsets=(0, 3))
+    assert out[5, :, 0].astype(int).tolist() == [100] * 10 + [104, 104] + [108] * 12
+    assert np.array_equal(deblock(img, offsets=(0, 0)), img)  # off that grid: untouched
