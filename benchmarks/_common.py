@@ -119,7 +119,7 @@ def run_label(pipe) -> str:
     return f"{pipe.device.type} {str(pipe.dtype).replace('torch.', '')}"
 
 
-SPLITS = {"val": "validation", "tune": "tuning"}
+SPLITS = {"val": "validation", "tune": "tuning", "train": "training"}
 
 
 def split_folder(p: argparse.ArgumentParser, args: argparse.Namespace, split: str = "val") -> Path:

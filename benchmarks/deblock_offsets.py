@@ -16,9 +16,6 @@ the model saw patches of them in training, which matters little for where the fi
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 
 import _common as c
@@ -27,8 +24,7 @@ PHOTOS = ("Aqua.jpg", "Blinds.jpg", "BytheWater.jpg", "ColdRipple.jpg", "Dune.jp
 
 
 def main() -> None:
-    p = c.parser(__doc__)
-    p.add_argument("--photos", type=Path, default=None, help="folder of photos (default: data/train)")
+    p = c.parser(__doc__, splits=("train",))
     p.add_argument("--names", nargs="+", default=list(PHOTOS), help="photos in that folder")
     p.add_argument("--region", type=int, default=1024, help="HR px taken from each photo's centre (default 1024)")
     p.add_argument("--offset", type=int, default=3, help="LR px cropped off the top and left (default 3)")
@@ -39,9 +35,7 @@ def main() -> None:
     from srcli.imageio import load_rgb8
     from srcli.metrics import block_grid, psnr_y
 
-    folder = args.photos or next((f for f in (c.ROOT / "data" / "train", c.ROOT.parent / "data" / "train") if f.is_dir()), None)
-    if folder is None:
-        p.error("no photos: pass --photos, or build data/train with `srcli prepare-data data/`")
+    folder = c.split_folder(p, args, "train")
     region, names = (256, args.names[:2]) if args.quick else (args.region, args.names)
     pipe = c.load_pipeline(args, model="real", weights=args.weights)
     scale, off = 4, args.offset

@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from .metrics import JPEG_BLOCK, block_edge_steps
+from .metrics import JPEG_BLOCK, Y_RANGE, block_edge_steps, rgb_to_y
 
 EDGE_LEVELS = 16.0  # an excess step this large (0-255 scale) is taken for an edge of the picture
 MIN_FIND_PX = 128  # an axis this long has enough blocks (16) to find its grid; shorter: top-left
@@ -51,7 +51,8 @@ def grid_offsets(rgb: np.ndarray, block: int = JPEG_BLOCK) -> tuple[int, int]:
     """(rows, columns): where the ``block``-px grid of each axis starts, 0 (the top-left) unless
     another offset stands out on an axis of at least ``MIN_FIND_PX`` px (module docstring)."""
     peak = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "ui" else 255.0
-    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) * (255.0 / peak)
+    luma = rgb_to_y(rgb * (255.0 / peak) if peak != 255.0 else rgb)
+    cap = EDGE_LEVELS * Y_RANGE / 255.0  # EDGE_LEVELS on luma's 16-235 scale
     found: list[int] = []
     for axis in (0, 1):
         n = luma.shape[axis]
@@ -59,7 +60,7 @@ def grid_offsets(rgb: np.ndarray, block: int = JPEG_BLOCK) -> tuple[int, int]:
             found.append(0)
             continue
         lines = np.arange(1, n - 2)
-        excess = np.minimum(np.abs(_excess(np.moveaxis(luma, axis, 0), lines)), EDGE_LEVELS)
+        excess = np.minimum(np.abs(_excess(np.moveaxis(luma, axis, 0), lines)), cap)
         profile = excess.mean(axis=1)
         # the grid at offset p has its edges between pixels p - 1 and p (mod block): steps i = p - 1
         scores = np.array([profile[(lines - (p - 1)) % block == 0].mean() for p in range(block)])

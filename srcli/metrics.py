@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image
 
 
+Y_RANGE = 219.0  # BT.601 luma spans 16-235: a step of 255 levels in RGB is 219 in Y
+
+
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma, 16-235, float64."""
     rgb = rgb.astype(np.float64)
